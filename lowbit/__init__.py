@@ -1,0 +1,13 @@
+"""lowbit: reduced-precision inference and quantization for CNNs.
+
+>>> import lowbit
+>>> model = lowbit.load("models/deep_convnet.onnx")
+>>> probabilities = model.run(x)          # x: float32 NCHW
+>>> print(model.summary())
+"""
+from .api import load
+from .errors import InputError, LowbitError, ModelLoadError, UnsupportedOpError
+from .model import Model
+
+__version__ = "0.1.0"
+__all__ = ["load", "Model", "LowbitError", "ModelLoadError", "UnsupportedOpError", "InputError", "__version__"]

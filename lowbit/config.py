@@ -1,0 +1,48 @@
+"""The only home of JIT flags and numeric defaults.
+
+Every Numba kernel in lowbit is compiled through :func:`jit`, so the flags
+below are the whole story of how kernels are built:
+
+* ``cache=True`` writes compiled machine code next to the module, so a second
+  process starts warm (see ``NUMBA_CACHE_DIR`` to move it).
+* ``fastmath`` is off by default: results are deterministic and follow IEEE
+  rounding.  Kernels that need reassociation to vectorise a float reduction
+  (the fp32 GEMM micro-kernel) ask for ``fast=True``, which enables only the
+  ``reassoc`` and ``contract`` flags (no ``nnan``/``ninf``: NaN and inf
+  still propagate).  A given binary and input still gives the same result
+  every run.
+* ``parallel=True`` is requested per kernel (``jit(parallel=True)``); the
+  number of threads is set by the executor through ``numba.set_num_threads``.
+"""
+from __future__ import annotations
+
+import numba
+
+CACHE = True
+NOGIL = True
+FASTMATH_FLAGS = frozenset({"reassoc", "contract"})
+
+#: Default number of images run through the graph at once by the executor.
+DEFAULT_BATCH_SIZE = 256
+
+
+def jit(fn=None, *, parallel: bool = False, fast: bool = False):
+    """Compile ``fn`` with lowbit's Numba flags.
+
+    Parameters
+    ----------
+    fn : callable, optional
+        The function to compile; when omitted, returns a decorator.
+    parallel : bool
+        Let ``numba.prange`` loops run on several threads.
+    fast : bool
+        Allow reassociation and FMA contraction of float arithmetic
+        (needed for vectorised float reductions).
+    """
+    options = dict(cache=CACHE, nogil=NOGIL)
+    if parallel:
+        options["parallel"] = True
+    if fast:
+        options["fastmath"] = set(FASTMATH_FLAGS)
+    decorator = numba.njit(**options)
+    return decorator if fn is None else decorator(fn)

@@ -1,0 +1,22 @@
+"""Errors that are the user's to fix.
+
+Every exception here carries a one-line message that names the problem and
+what was expected; the CLI prints it and exits with status 2, without a
+traceback.  Anything else escaping lowbit is a bug.
+"""
+
+
+class LowbitError(Exception):
+    """Base class of user errors (bad file, bad input, unsupported model)."""
+
+
+class ModelLoadError(LowbitError):
+    """The model file is missing, unreadable or not a model lowbit knows."""
+
+
+class UnsupportedOpError(ModelLoadError):
+    """The model uses operators lowbit has no kernel for."""
+
+
+class InputError(LowbitError):
+    """An input array has the wrong shape, dtype or values."""

@@ -1,0 +1,239 @@
+"""ONNX → lowbit Graph.
+
+The only module that touches onnx objects on the way in.  It reads the file,
+runs ONNX shape inference, converts initializers, Constant nodes and
+attributes to numpy/Python values, and rewrites the opset-dependent forms of
+ops (opsets 7 to 21) into one canonical form, the newest:
+
+* Clip (< 11) ``min``/``max`` attributes, Pad (< 11) ``pads``/``value``,
+  Squeeze/Unsqueeze (< 13) ``axes`` and Split (< 13) ``split`` become
+  constant inputs;
+* Softmax/LogSoftmax (< 13) keep their 2-D coercion semantics through the
+  lowbit attribute ``legacy_flatten=1``;
+* old IR files that list initializers among the graph inputs are read with
+  those names as constants.
+
+Unsupported operators are reported all at once, at load time.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import ModelLoadError, UnsupportedOpError
+from .ir import Graph, Node, ValueInfo
+
+MIN_OPSET, MAX_OPSET = 7, 21
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def read_model_proto(source) -> onnx.ModelProto:
+    """Read an ONNX ModelProto from a path, bytes, or a ModelProto."""
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        data, label = bytes(source), "the given bytes"
+    else:
+        path = Path(os.fspath(source))
+        if not path.exists():
+            raise ModelLoadError(f"model file not found: {path}")
+        if path.is_dir():
+            raise ModelLoadError(f"expected a model file, got a directory: {path}")
+        data, label = path.read_bytes(), str(path)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError or RuntimeWarning-like errors
+        raise ModelLoadError(f"{label} is not an ONNX model ({type(exc).__name__}); expected an .onnx protobuf file") from None
+    if not model.graph.node or not model.opset_import:
+        raise ModelLoadError(f"{label} is not an ONNX model (no graph nodes or opset found); expected an .onnx protobuf file")
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ONNX_DOMAINS:
+            return int(entry.version)
+    raise ModelLoadError("the model imports no default ONNX opset; expected ai.onnx opset 7 to 21")
+
+
+def numpy_dtype(elem_type: int):
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:
+        return None
+
+
+def value_info(proto) -> ValueInfo:
+    ttype = proto.type.tensor_type
+    shape = None
+    if ttype.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+    return ValueInfo(proto.name, shape, numpy_dtype(ttype.elem_type) if ttype.elem_type else None)
+
+
+def attribute_value(attr):
+    """An ONNX AttributeProto as a plain Python / numpy value."""
+    kind = attr.type
+    A = onnx.AttributeProto
+    if kind == A.FLOAT:
+        return float(attr.f)
+    if kind == A.INT:
+        return int(attr.i)
+    if kind == A.STRING:
+        return attr.s.decode("utf-8", errors="replace")
+    if kind == A.TENSOR:
+        return numpy_helper.to_array(attr.t)
+    if kind == A.FLOATS:
+        return tuple(float(v) for v in attr.floats)
+    if kind == A.INTS:
+        return tuple(int(v) for v in attr.ints)
+    if kind == A.STRINGS:
+        return tuple(s.decode("utf-8", errors="replace") for s in attr.strings)
+    raise ValueError(f"attribute {attr.name!r} of type {A.AttributeType.Name(kind)}")
+
+
+def constant_node_value(node, attrs: dict) -> np.ndarray:
+    if "value" in attrs:
+        return np.asarray(attrs["value"])
+    if "value_float" in attrs:
+        return np.array(attrs["value_float"], dtype=np.float32)
+    if "value_floats" in attrs:
+        return np.array(attrs["value_floats"], dtype=np.float32)
+    if "value_int" in attrs:
+        return np.array(attrs["value_int"], dtype=np.int64)
+    if "value_ints" in attrs:
+        return np.array(attrs["value_ints"], dtype=np.int64)
+    raise ValueError("Constant node without a numeric value")
+
+
+class _Canonicalizer:
+    """Rewrites opset-dependent attribute forms into constant inputs."""
+
+    def __init__(self, opset: int, constants: dict):
+        self.opset = opset
+        self.constants = constants
+
+    def add_constant(self, node_name: str, label: str, value) -> str:
+        name = f"{node_name}::{label}"
+        self.constants[name] = np.asarray(value)
+        return name
+
+    def __call__(self, op: str, name: str, inputs: list, attrs: dict) -> None:
+        opset = self.opset
+        if op == "Clip" and opset < 11:
+            lo = attrs.pop("min", None)
+            hi = attrs.pop("max", None)
+            inputs[1:] = [
+                self.add_constant(name, "min", np.float32(lo)) if lo is not None else "",
+                self.add_constant(name, "max", np.float32(hi)) if hi is not None else "",
+            ]
+        elif op == "Pad" and opset < 11:
+            pads = attrs.pop("pads", attrs.pop("paddings", ()))
+            value = attrs.pop("value", 0.0)
+            inputs[1:] = [self.add_constant(name, "pads", np.array(pads, dtype=np.int64)),
+                          self.add_constant(name, "value", np.float32(value))]
+        elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
+            inputs[1:] = [self.add_constant(name, "axes", np.array(attrs.pop("axes"), dtype=np.int64))]
+        elif op == "Split" and opset < 13 and "split" in attrs:
+            inputs[1:] = [self.add_constant(name, "split", np.array(attrs.pop("split"), dtype=np.int64))]
+        elif op in ("Softmax", "LogSoftmax") and opset < 13:
+            attrs.setdefault("axis", 1)
+            attrs["legacy_flatten"] = 1
+        elif op == "BatchNormalization":
+            attrs.pop("is_test", None)
+            attrs.pop("consumed_inputs", None)
+        elif op == "Dropout":
+            attrs.pop("is_test", None)
+
+
+def _structural_problem(op: str, node) -> str | None:
+    """A supported op used in a form lowbit does not run, or None."""
+    outputs = [o for o in node.output if o]
+    if op == "MaxPool" and len(outputs) > 1:
+        return "MaxPool with an Indices output"
+    if op == "BatchNormalization" and len(outputs) > 1:
+        return "BatchNormalization in training mode"
+    for attr in node.attribute:
+        if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            return f"{op} with a subgraph"
+    return None
+
+
+def import_onnx(source, supported_ops) -> Graph:
+    """Convert an ONNX model into a lowbit :class:`Graph`.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or onnx.ModelProto
+        The model.
+    supported_ops : collection of str
+        Op types lowbit has kernels for; any other op is reported.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing or unreadable file, not an ONNX model, opset out of range.
+    UnsupportedOpError
+        Lists every unsupported op type with its node names.
+    """
+    model = read_model_proto(source)
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise ModelLoadError(f"model opset {opset} is too old; lowbit reads opsets {MIN_OPSET} to {MAX_OPSET} "
+                             "(upgrade it with onnx.version_converter)")
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        pass  # shapes are a convenience; the executor does not depend on them
+    g = model.graph
+
+    constants = {}
+    for init in g.initializer:
+        constants[init.name] = numpy_helper.to_array(init)
+    inputs = [value_info(v) for v in g.input if v.name not in constants]
+    outputs = [value_info(v) for v in g.output]
+    shapes = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        info = value_info(v)
+        if info.shape is not None:
+            shapes[info.name] = info.shape
+
+    canonicalize = _Canonicalizer(opset, constants)
+    nodes, problems, taken = [], {}, set()
+    for index, proto in enumerate(g.node):
+        op = proto.op_type
+        name = proto.name or f"{op}_{index}"
+        while name in taken:
+            name = f"{name}_{index}"
+        taken.add(name)
+        if proto.domain not in ONNX_DOMAINS:
+            problems.setdefault(f"{proto.domain}.{op}", []).append(name)
+            continue
+        problem = _structural_problem(op, proto) if op in supported_ops else op
+        if problem:
+            problems.setdefault(problem, []).append(name)
+            continue
+        attrs = {a.name: attribute_value(a) for a in proto.attribute}
+        if op == "Constant":
+            constants[proto.output[0]] = constant_node_value(proto, attrs)
+            continue
+        node_inputs = list(proto.input)
+        canonicalize(op, name, node_inputs, attrs)
+        while node_inputs and node_inputs[-1] == "":
+            node_inputs.pop()
+        nodes.append(Node(op, name, node_inputs, list(proto.output), attrs))
+
+    if problems:
+        listed = "; ".join(f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+                           for op, names in sorted(problems.items()))
+        raise UnsupportedOpError(f"unsupported operators: {listed}")
+
+    graph = Graph(nodes=nodes, inputs=inputs, outputs=outputs, constants=constants,
+                  name=g.name or "graph", opset=opset)
+    graph.metadata["static_shapes"] = shapes
+    graph.metadata["producer"] = f"{model.producer_name} {model.producer_version}".strip()
+    return graph

@@ -1,0 +1,198 @@
+"""Graph passes run after import: fold, simplify, fuse.
+
+``optimize(graph, evaluate)`` applies, in order:
+
+1. constant folding — every node whose inputs are all constants is run once
+   and replaced by its outputs;
+2. shape-plumbing folding — the Shape→Gather→Unsqueeze→Concat→Reshape chains
+   exporters emit are evaluated on probe batches of 1 and 2 images; a value
+   that does not change is a constant, and a Reshape target whose only
+   change is its leading batch entry becomes ``0`` ("copy the input's dim");
+3. no-op removal — Identity and inference Dropout;
+4. BatchNormalization folded into the preceding Conv:
+   ``W' = W · γ/√(σ²+ε)`` per output channel, ``b' = (b − μ) · γ/√(σ²+ε) + β``;
+5. Conv/Gemm + Relu/Clip fused into the Conv/Gemm's ``clip_min``/``clip_max``;
+6. dead-node and unused-constant elimination.
+
+``evaluate(graph, feeds, names)`` runs the graph and returns the requested
+tensors; it is passed in so that this module does not import the executor.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node
+
+FOLDABLE_SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",
+                      "Add", "Sub", "Div", "Identity", "ConstantOfShape", "Reshape", "Flatten"}
+
+
+def fold_constants(graph: Graph, kernel_for) -> None:
+    """Run every node whose inputs are all constants; keep its outputs as constants."""
+    kept = []
+    for node in graph.nodes:
+        if node.inputs and all(name == "" or name in graph.constants for name in node.inputs):
+            args = [graph.constants[n] if n else None for n in node.inputs]
+            result = kernel_for(node.op_type, "fp32")(*args, **node.attrs)
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    graph.constants[name] = np.asarray(value)
+        else:
+            kept.append(node)
+    graph.nodes = kept
+
+
+def shape_derived(graph: Graph) -> set:
+    """Names of tensors that depend on runtime inputs only through their shapes."""
+    derived = set()
+    for node in graph.nodes:
+        if node.op_type == "Shape" or (
+                node.op_type in FOLDABLE_SHAPE_OPS and node.inputs
+                and all(n == "" or n in graph.constants or n in derived for n in node.inputs)):
+            derived.update(o for o in node.outputs if o)
+    return derived
+
+
+def fold_shape_plumbing(graph: Graph, evaluate) -> None:
+    """Fold tensors computed from input shapes, probing with batches of 1 and 2."""
+    derived = shape_derived(graph)
+    if not derived:
+        return
+    users = graph.consumers()
+    reshape_data = {r.inputs[0] for name in derived for r in users.get(name, []) if r.op_type == "Reshape"}
+    probes = []
+    for batch in (1, 2):
+        feeds = {}
+        for info in graph.inputs:
+            if info.shape is None or any(d is None for d in info.shape[1:]) or info.dtype is None:
+                return
+            feeds[info.name] = np.zeros((batch,) + tuple(info.shape[1:]), dtype=info.dtype)
+        probes.append(evaluate(graph, feeds, sorted(derived | reshape_data)))
+    one, two = probes
+    for name in derived:
+        a, b = np.asarray(one[name]), np.asarray(two[name])
+        if a.shape == b.shape and np.array_equal(a, b):
+            graph.constants[name] = a
+            continue
+        # A Reshape target that differs only in its leading entry, which follows the batch
+        # as the data's leading dim does: that entry becomes 0, "copy dim 0 of the input".
+        readers = users.get(name, [])
+        batch_follows = all(
+            r.op_type == "Reshape" and r.inputs[1] == name and not r.attrs.get("allowzero", 0)
+            and np.shape(one[r.inputs[0]])[:1] == (1,) and np.shape(two[r.inputs[0]])[:1] == (2,)
+            for r in readers)
+        if (readers and batch_follows and a.ndim == 1 and a.shape == b.shape and a.size
+                and (a[0], b[0]) == (1, 2) and np.array_equal(a[1:], b[1:])):
+            target = a.copy()
+            target[0] = 0
+            graph.constants[name] = target
+    graph.nodes = [n for n in graph.nodes if not all(o in graph.constants for o in n.outputs if o)]
+
+
+def rename_uses(graph: Graph, old: str, new: str) -> None:
+    for node in graph.nodes:
+        node.inputs = [new if n == old else n for n in node.inputs]
+
+
+def remove_noops(graph: Graph) -> None:
+    """Drop Identity and inference Dropout, rewiring their readers."""
+    outputs = set(graph.output_names())
+    for node in list(graph.nodes):
+        if node.op_type not in ("Identity", "Dropout"):
+            continue
+        src, dst = node.inputs[0], node.outputs[0]
+        if len([o for o in node.outputs if o]) > 1:
+            continue  # a Dropout whose mask is read stays
+        if dst not in outputs:
+            graph.nodes.remove(node)
+            rename_uses(graph, dst, src)
+            continue
+        producer = graph.producers().get(src)
+        if producer is not None and src not in outputs:
+            graph.nodes.remove(node)
+            producer.outputs = [dst if o == src else o for o in producer.outputs]
+            rename_uses(graph, src, dst)
+
+
+def _single_reader(graph: Graph, name: str):
+    readers = graph.consumers().get(name, [])
+    if len(readers) != 1 or name in graph.output_names():
+        return None
+    return readers[0]
+
+
+def fold_batchnorm(graph: Graph) -> None:
+    """Fold inference BatchNormalization into the Conv that feeds it."""
+    producers = graph.producers()
+    for bn in list(graph.nodes):
+        if bn.op_type != "BatchNormalization" or len(bn.inputs) < 5:
+            continue
+        conv = producers.get(bn.inputs[0])
+        if conv is None or conv.op_type != "Conv" or conv.fused or _single_reader(graph, bn.inputs[0]) is not bn:
+            continue
+        if not all(n in graph.constants for n in conv.inputs[1:] + bn.inputs[1:5]):
+            continue
+        gamma, beta, mean, var = (graph.constants[n].astype(np.float64) for n in bn.inputs[1:5])
+        eps = float(bn.attrs.get("epsilon", 1e-5))
+        w = graph.constants[conv.inputs[1]]
+        bias = graph.constants[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 and conv.inputs[2] \
+            else np.zeros(w.shape[0])
+        factor = gamma / np.sqrt(var + eps)
+        w_name, b_name = f"{conv.name}::W_bn", f"{conv.name}::B_bn"
+        graph.constants[w_name] = (w.astype(np.float64) * factor.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        graph.constants[b_name] = ((bias - mean) * factor + beta).astype(np.float32)
+        conv.inputs = [conv.inputs[0], w_name, b_name]
+        conv.outputs = [bn.outputs[0]]
+        conv.fused = conv.fused + ("BatchNormalization",)
+        graph.nodes.remove(bn)
+        producers = graph.producers()
+
+
+def fuse_activations(graph: Graph) -> None:
+    """Fuse Relu and constant-bound Clip into the preceding Conv or Gemm."""
+    producers = graph.producers()
+    for act in list(graph.nodes):
+        if act.op_type not in ("Relu", "Clip"):
+            continue
+        base = producers.get(act.inputs[0])
+        if base is None or base.op_type not in ("Conv", "Gemm") or "clip_min" in base.attrs \
+                or _single_reader(graph, act.inputs[0]) is not act:
+            continue
+        if act.op_type == "Relu":
+            lo, hi = 0.0, float("inf")
+        else:
+            bounds = act.inputs[1:] + ["", ""]
+            if not all(n == "" or n in graph.constants for n in bounds[:2]):
+                continue
+            lo = float(graph.constants[bounds[0]]) if bounds[0] else float("-inf")
+            hi = float(graph.constants[bounds[1]]) if bounds[1] else float("inf")
+        base.attrs["clip_min"], base.attrs["clip_max"] = lo, hi
+        base.outputs = [act.outputs[0]]
+        base.fused = base.fused + (act.op_type,)
+        graph.nodes.remove(act)
+        producers = graph.producers()
+
+
+def eliminate_dead(graph: Graph) -> None:
+    """Remove nodes nothing reads and constants no node reads."""
+    needed = set(graph.output_names())
+    kept = []
+    for node in reversed(graph.nodes):
+        if any(o in needed for o in node.outputs if o):
+            kept.append(node)
+            needed.update(n for n in node.inputs if n)
+    graph.nodes = kept[::-1]
+    graph.constants = {k: v for k, v in graph.constants.items() if k in needed}
+
+
+def optimize(graph: Graph, kernel_for, evaluate) -> Graph:
+    """Apply all passes in place and return the graph."""
+    fold_constants(graph, kernel_for)
+    fold_shape_plumbing(graph, evaluate)
+    fold_constants(graph, kernel_for)
+    remove_noops(graph)
+    fold_batchnorm(graph)
+    fuse_activations(graph)
+    eliminate_dead(graph)
+    return graph

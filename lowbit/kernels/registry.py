@@ -1,0 +1,71 @@
+"""The kernel table: ``(op_type, precision kind) -> kernel``, written out literally.
+
+The executor looks every node up here; the importer rejects op types that
+have no ``fp32`` entry.  Each kernel takes the node's inputs positionally and
+its attributes as keyword arguments (ONNX names), and returns an array or a
+tuple of arrays.
+"""
+from __future__ import annotations
+
+from .float import activations, conv, elementwise, gemm, normalization, pool, shape_ops, softmax
+
+KERNELS = {
+    # arithmetic, on Numba kernels
+    ("Conv", "fp32"): conv.conv,
+    ("Gemm", "fp32"): gemm.gemm,
+    ("MatMul", "fp32"): gemm.matmul,
+    ("Add", "fp32"): elementwise.add,
+    ("Sub", "fp32"): elementwise.sub,
+    ("Mul", "fp32"): elementwise.mul,
+    ("Div", "fp32"): elementwise.div,
+    ("Sum", "fp32"): elementwise.sum_,
+    ("Relu", "fp32"): activations.relu,
+    ("LeakyRelu", "fp32"): activations.leaky_relu,
+    ("Clip", "fp32"): activations.clip,
+    ("Sigmoid", "fp32"): activations.sigmoid,
+    ("Tanh", "fp32"): activations.tanh,
+    ("HardSigmoid", "fp32"): activations.hard_sigmoid,
+    ("HardSwish", "fp32"): activations.hard_swish,
+    ("MaxPool", "fp32"): pool.max_pool,
+    ("AveragePool", "fp32"): pool.average_pool,
+    ("GlobalAveragePool", "fp32"): pool.global_average_pool,
+    ("GlobalMaxPool", "fp32"): pool.global_max_pool,
+    ("BatchNormalization", "fp32"): normalization.batch_normalization,
+    ("LRN", "fp32"): normalization.lrn,
+    ("Softmax", "fp32"): softmax.softmax,
+    ("LogSoftmax", "fp32"): softmax.log_softmax,
+    # data movement, in numpy
+    ("Flatten", "fp32"): shape_ops.flatten,
+    ("Reshape", "fp32"): shape_ops.reshape,
+    ("Transpose", "fp32"): shape_ops.transpose,
+    ("Concat", "fp32"): shape_ops.concat,
+    ("Split", "fp32"): shape_ops.split,
+    ("Squeeze", "fp32"): shape_ops.squeeze,
+    ("Unsqueeze", "fp32"): shape_ops.unsqueeze,
+    ("Shape", "fp32"): shape_ops.shape,
+    ("Gather", "fp32"): shape_ops.gather,
+    ("Slice", "fp32"): shape_ops.slice_,
+    ("ConstantOfShape", "fp32"): shape_ops.constant_of_shape,
+    ("Cast", "fp32"): shape_ops.cast,
+    ("Pad", "fp32"): shape_ops.pad,
+    ("Identity", "fp32"): shape_ops.identity,
+    ("Dropout", "fp32"): shape_ops.dropout,
+}
+
+#: Op types the float32 path runs (Constant is folded by the importer).
+SUPPORTED_OPS = frozenset(op for op, kind in KERNELS if kind == "fp32") | {"Constant"}
+
+
+def kernel_for(op_type: str, precision: str):
+    """The kernel registered for ``(op_type, precision)``.
+
+    Raises
+    ------
+    KeyError
+        Naming the missing pair and the precisions that op does have.
+    """
+    try:
+        return KERNELS[(op_type, precision)]
+    except KeyError:
+        have = sorted(kind for op, kind in KERNELS if op == op_type)
+        raise KeyError(f"no kernel for {op_type} at precision {precision!r}; registered: {have}") from None

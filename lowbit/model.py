@@ -1,0 +1,217 @@
+"""The user-facing Model: a Graph plus an Executor, with input checks and a summary."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .graph.ir import Graph, count_params
+from .runtime.executor import Executor
+
+
+@dataclass
+class LayerInfo:
+    """One row of :meth:`Model.summary`."""
+
+    name: str
+    op: str
+    input_shape: tuple
+    output_shape: tuple
+    params: int
+    macs: int
+    precision: str
+    param_bytes: int
+
+
+class Summary(list):
+    """Rows of :class:`LayerInfo`; ``str()`` gives a table with totals."""
+
+    @property
+    def total_params(self) -> int:
+        return sum(row.params for row in self)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(row.macs for row in self)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(row.param_bytes for row in self)
+
+    def __str__(self) -> str:
+        header = ("layer", "op", "input", "output", "params", "MACs", "precision", "bytes")
+        fmt_shape = lambda s: "x".join(str(d) for d in s) if s else "-"
+        rows = [(r.name, r.op, fmt_shape(r.input_shape), fmt_shape(r.output_shape), f"{r.params:,}",
+                 f"{r.macs:,}", r.precision, f"{r.param_bytes:,}") for r in self]
+        rows.append(("total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}", "",
+                     f"{self.total_bytes:,}"))
+        widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+        numeric = {4, 5, 7}
+        line = lambda cells: "  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
+                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        out = [line(header), line(["-" * w for w in widths])]
+        out += [line(r) for r in rows[:-1]]
+        out += [line(["-" * w for w in widths]), line(rows[-1])]
+        return "\n".join(out)
+
+
+def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict) -> int:
+    """Multiply-accumulates of one node, per call.
+
+    Conv: ``|Y| · C_in/group · prod(kernel)``; Gemm/MatMul: ``|Y| · K``;
+    every other op counts 0.
+    """
+    y = outputs[0]
+    if op_type == "Conv":
+        w = inputs[1]
+        return int(y.size * int(np.prod(w.shape[1:])))
+    if op_type == "Gemm":
+        a = inputs[0]
+        k = a.shape[0] if attrs.get("transA", 0) else a.shape[1]
+        return int(y.size * k)
+    if op_type == "MatMul":
+        return int(y.size * inputs[0].shape[-1])
+    return 0
+
+
+class Model:
+    """A loaded model, ready to run.
+
+    Parameters
+    ----------
+    graph : Graph
+        The (optimised) graph.
+    source : str, optional
+        Where it was loaded from, for messages.
+    """
+
+    def __init__(self, graph: Graph, source: str | None = None):
+        self.graph = graph
+        self.source = source
+        self._executors = {}
+
+    @property
+    def input_names(self) -> list:
+        return self.graph.input_names()
+
+    @property
+    def output_names(self) -> list:
+        return self.graph.output_names()
+
+    def _executor(self, batch_size, threads) -> Executor:
+        key = (batch_size, threads)
+        if key not in self._executors:
+            self._executors[key] = Executor(self.graph, batch_size=batch_size, threads=threads)
+        return self._executors[key]
+
+    def check_inputs(self, x) -> dict:
+        """Validate ``x`` against the graph inputs and return the feeds dict.
+
+        Float inputs accept any float dtype and are converted to the declared
+        one; the leading (batch) dim may be any size; other dims must match the
+        model's declared static dims.
+
+        Raises
+        ------
+        InputError
+            Naming the input, the shape or dtype given and the one expected.
+        """
+        infos = self.graph.inputs
+        if isinstance(x, dict):
+            unknown = sorted(set(x) - set(self.input_names))
+            missing = [i.name for i in infos if i.name not in x]
+            if unknown or missing:
+                raise InputError(f"inputs {unknown or missing} do not match the model's inputs {self.input_names}")
+            given = x
+        else:
+            if len(infos) != 1:
+                raise InputError(f"the model has {len(infos)} inputs {self.input_names}; pass a dict name -> array")
+            given = {infos[0].name: x}
+        feeds = {}
+        for info in infos:
+            value = np.asarray(given[info.name])
+            expected = info.describe_shape()
+            want = np.dtype(info.dtype) if info.dtype is not None else np.dtype(np.float32)
+            if want.kind == "f":
+                if value.dtype.kind != "f":
+                    raise InputError(f"input '{info.name}' has dtype {value.dtype}; expected float32 "
+                                     f"with shape {expected} (scale integer images first, e.g. x / 255)")
+                value = value.astype(want, copy=False)
+            elif value.dtype != want and not np.can_cast(value.dtype, want, casting="same_kind"):
+                raise InputError(f"input '{info.name}' has dtype {value.dtype}; expected {want} with shape {expected}")
+            if info.shape is not None:
+                wrong_rank = value.ndim != len(info.shape)
+                wrong_dims = not wrong_rank and any(d is not None and d != s
+                                                    for d, s in list(zip(info.shape, value.shape))[1:])
+                if wrong_rank or wrong_dims:
+                    raise InputError(f"input '{info.name}' has shape {tuple(value.shape)}; expected {expected} "
+                                     "(N = any batch size)")
+            feeds[info.name] = np.ascontiguousarray(value, dtype=want)
+        return feeds
+
+    def _static_batch(self) -> int | None:
+        dims = {i.shape[0] for i in self.graph.inputs if i.shape}
+        return dims.pop() if len(dims) == 1 and None not in dims else None
+
+    def run(self, x, *, batch_size: int | None = None, threads: int | None = None, outputs=None):
+        """Run the model.
+
+        Parameters
+        ----------
+        x : ndarray or dict
+            float32 NCHW batch for a one-input model, or ``{input name: array}``.
+        batch_size : int, optional
+            Largest batch run at once (default 256; a model exported with a
+            fixed batch runs in chunks of that size).
+        threads : int, optional
+            Numba threads (default: all cores).
+        outputs : list of str, optional
+            Tensor names to return instead of the graph outputs.
+
+        Returns
+        -------
+        ndarray or dict
+            The single output, or ``{name: array}`` when there are several.
+        """
+        feeds = self.check_inputs(x)
+        static = self._static_batch()
+        if static:
+            batch_size = min(batch_size or static, static)
+        result = self._executor(batch_size, threads).run(feeds, outputs=outputs)
+        if len(result) == 1 and outputs is None:
+            return next(iter(result.values()))
+        return result
+
+    def summary(self, x=None) -> Summary:
+        """Per-layer op, shapes, params, MACs (per image), precision and parameter bytes.
+
+        Runs one sample through the graph to learn the shapes; pass ``x`` for a
+        model whose input dims are not all static.
+        """
+        if x is None:
+            x = {}
+            for info in self.graph.inputs:
+                if info.shape is None or any(d is None for d in info.shape[1:]):
+                    raise InputError(f"input '{info.name}' has dynamic dims {info.describe_shape()}; "
+                                     "pass an example input to summary()")
+                dtype = info.dtype if info.dtype is not None else np.float32
+                x[info.name] = np.zeros((1,) + tuple(info.shape[1:]), dtype=dtype)
+        feeds = self.check_inputs(x)
+        feeds = {k: v[:1] for k, v in feeds.items()}
+        rows = Summary()
+
+        def record(node, inputs, results):
+            first = next((a for a in inputs if a is not None), None)
+            param_bytes = sum(self.graph.constants[n].nbytes for n in node.inputs if n in self.graph.constants)
+            rows.append(LayerInfo(node.name, node.label, tuple(np.shape(first)) if first is not None else (),
+                                  tuple(np.shape(results[0])), count_params(self.graph, node),
+                                  macs_of(node.op_type, inputs, results, node.attrs), node.precision, param_bytes))
+
+        self._executor(None, None).run(feeds, hook=record)
+        return rows
+
+    def __repr__(self) -> str:
+        return f"Model({os.path.basename(self.source) if self.source else self.graph.name!r}, " \
+               f"{len(self.graph.nodes)} nodes, inputs={self.input_names}, outputs={self.output_names})"
