@@ -20,3 +20,7 @@ class UnsupportedOpError(ModelLoadError):
 
 class InputError(LowbitError):
     """An input array has the wrong shape, dtype or values."""
+
+
+class ExecutionError(LowbitError):
+    """A node could not run on the tensors it was given (names the node and the shapes)."""

@@ -85,8 +85,12 @@ class Graph:
 
 
 def count_params(graph: Graph, node: Node) -> int:
-    """Number of constant elements a node reads (its weights and biases)."""
-    return int(sum(graph.constants[name].size for name in node.inputs if name in graph.constants))
+    """Number of float constant elements a node reads (its weights and biases).
+
+    Integer constants (shapes, axes, pads) are configuration, not parameters.
+    """
+    return int(sum(graph.constants[name].size for name in node.inputs
+                   if name in graph.constants and graph.constants[name].dtype.kind == "f"))
 
 
 def describe(value: Any) -> str:

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from ..config import DEFAULT_BATCH_SIZE
+from ..errors import ExecutionError
 from ..graph.ir import Graph
 from ..kernels.registry import kernel_for
 
@@ -71,7 +72,12 @@ class Executor:
         wanted = set(names)
         for node, kernel, free in zip(graph.nodes, self.kernels, self.free_after):
             args = [env[name] if name else None for name in node.inputs]
-            result = kernel(*args, **node.attrs)
+            try:
+                result = kernel(*args, **node.attrs)
+            except (ValueError, IndexError, TypeError) as exc:
+                shapes = [None if a is None else tuple(np.shape(a)) for a in args]
+                raise ExecutionError(f"node '{node.name}' ({node.op_type}) failed on input shapes {shapes}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results):
                 if name:

@@ -1,0 +1,241 @@
+"""fp32 Conv (ONNX semantics, NCHW) as im2col + a register-blocked GEMM.
+
+For each image (or, when the batch is smaller than the thread count, each
+band of output rows) a thread copies the input rows it needs into a
+zero-padded channels-last slab, then gathers blocks of output positions into
+an im2col panel ``cols[p, (kh, kw, c)]``.  With channels last, one kernel row
+of a patch is a contiguous run of ``kW * C`` floats, so the gather is a few
+vectorised copies.  The panel is multiplied with the weights packed as
+``wp[g, m, (kh, kw, c)]`` by :func:`lowbit.kernels.float.gemm.dot_tile`
+(4 output channels x 3 positions per micro-tile) and bias + clamp are applied
+as each result is written straight into the NCHW output.
+
+Convolutions whose per-group reduction is tiny (the first layer of a network
+on grey images, depthwise convolutions) take a direct kernel instead: one
+vectorised ``y_row += w * x_row`` per tap.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from lowbit.config import jit
+from lowbit.kernels.common import window_attributes
+from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, clamp, dot_tile, round_up
+
+# Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
+_SMALL_K = 16
+# Floats in one im2col panel (96 KiB: stays in L2 while every channel tile sweeps it).
+_PANEL_FLOATS = 24576
+
+
+@jit(parallel=True, fast=True)
+def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
+                   sh, sw, dh, dw, ph, pw, ho, wo, kp, split, rows_max, ws, block, nthreads, lo, hi):
+    cg = c_in // groups
+    kg = cg * kh_ * kw_
+    m_out = groups * mg
+    items = n_img * split
+    # With unit dilation along W and one group, a kernel row of a patch is one
+    # contiguous run of kW * C floats in the slab.
+    merge = dw == 1 and groups == 1
+    run = kw_ * c_in if merge else cg
+    runs = 1 if merge else kw_
+    for t in prange(nthreads):
+        first = t * items // nthreads
+        last = (t + 1) * items // nthreads
+        slab = np.empty(rows_max * ws * c_in, dtype=np.float32)
+        cols = np.zeros(block * kp, dtype=np.float32)
+        for item in range(first, last):
+            img = item // split
+            part = item % split
+            oh0 = part * ho // split
+            oh1 = (part + 1) * ho // split
+            if oh0 == oh1:
+                continue
+            ih0 = oh0 * sh - ph
+            rows = (oh1 - 1 - oh0) * sh + (kh_ - 1) * dh + 1
+            # Input rows [ih0, ih0 + rows) -> zero-padded channels-last slab.
+            for r in range(rows):
+                ih = ih0 + r
+                srow = slab[r * ws * c_in:(r + 1) * ws * c_in]
+                if ih < 0 or ih >= h:
+                    for q in range(ws * c_in):
+                        srow[q] = 0.0
+                    continue
+                for jw in range(ws):
+                    iw = jw - pw
+                    dst = srow[jw * c_in:(jw + 1) * c_in]
+                    if iw < 0 or iw >= w_in:
+                        for c in range(c_in):
+                            dst[c] = 0.0
+                    else:
+                        src = x[(img * c_in * h + ih) * w_in + iw:]
+                        for c in range(c_in):
+                            dst[c] = src[c * h * w_in]
+            p_begin = oh0 * wo
+            p_end = oh1 * wo
+            for g in range(groups):
+                for p0 in range(p_begin, p_end, block):
+                    npos = min(block, p_end - p0)
+                    npad = (npos + TILE_N - 1) // TILE_N * TILE_N
+                    for q in range(npos):
+                        oh = (p0 + q) // wo
+                        ow = (p0 + q) % wo
+                        d = q * kp
+                        for i in range(kh_):
+                            s = ((oh - oh0) * sh + i * dh) * ws * c_in + ow * sw * c_in + g * cg
+                            for j in range(runs):
+                                dst = cols[d:d + run]
+                                src = slab[s + j * dw * c_in:s + j * dw * c_in + run]
+                                for e in range(run):
+                                    dst[e] = src[e]
+                                d += run
+                    for q in range(npos, npad):
+                        dst = cols[q * kp:q * kp + kg]
+                        for e in range(kg):
+                            dst[e] = 0.0
+                    for it in range(0, mgp, TILE_M):
+                        ia = (g * mgp + it) * kp
+                        for jt in range(0, npad, TILE_N):
+                            acc = dot_tile(wp, ia, cols, jt * kp, kp)
+                            for r in range(TILE_M):
+                                if it + r < mg:
+                                    mo = g * mg + it + r
+                                    bv = bias[mo]
+                                    o = (img * m_out + mo) * ho * wo + p0 + jt
+                                    for c in range(TILE_N):
+                                        if jt + c < npos:
+                                            y[o + c] = clamp(acc[r * TILE_N + c] + bv, lo, hi)
+
+
+@jit(parallel=True)
+def _direct_kernel(x, w, bias, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
+                   sh, sw, dh, dw, ph, pw, ho, wo, lo, hi):
+    cg = c_in // groups
+    mg = m_out // groups
+    for task in prange(n_img * m_out):
+        img = task // m_out
+        mo = task % m_out
+        g = mo // mg
+        plane = y[task * ho * wo:(task + 1) * ho * wo]
+        for q in range(ho * wo):
+            plane[q] = 0.0
+        for oh in range(ho):
+            yrow = plane[oh * wo:(oh + 1) * wo]
+            for ci in range(cg):
+                c = g * cg + ci
+                for i in range(kh_):
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= h:
+                        continue
+                    xrow = x[((img * c_in + c) * h + ih) * w_in:((img * c_in + c) * h + ih + 1) * w_in]
+                    for j in range(kw_):
+                        wv = w[((mo * cg + ci) * kh_ + i) * kw_ + j]
+                        off = j * dw - pw
+                        # Outputs whose tap lands inside the row: 0 <= ow*sw + off < w_in.
+                        ow_lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                        ow_hi = 0 if w_in - 1 - off < 0 else min(wo, (w_in - 1 - off) // sw + 1)
+                        if ow_hi <= ow_lo:
+                            continue
+                        yv = yrow[ow_lo:ow_hi]
+                        xv = xrow[ow_lo * sw + off:]
+                        if sw == 1:
+                            for q in range(ow_hi - ow_lo):
+                                yv[q] += wv * xv[q]
+                        else:
+                            for q in range(ow_hi - ow_lo):
+                                yv[q] += wv * xv[q * sw]
+        bv = bias[mo]
+        for q in range(ho * wo):
+            plane[q] = clamp(plane[q] + bv, lo, hi)
+
+
+def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+         pads=None, strides=None, clip_min=-math.inf, clip_max=math.inf):
+    """ONNX Conv in fp32 (2-D, or 1-D by adding a unit height), with lowbit's fused clamp.
+
+    ``Y[n, m, oh, ow] = clip(B[m] + sum_{c, i, j} W[m, c, i, j] *
+    Xpad[n, g*C/G + c, oh*sH + i*dH, ow*sW + j*dW], clip_min, clip_max)``
+    where ``g = m // (M/G)`` is the group of output channel ``m`` and ``Xpad``
+    is ``X`` zero-padded by ``pads`` (or as ``auto_pad`` asks).
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 input (N, C, H, W), or (N, C, L) for a 1-D convolution.
+    w : ndarray
+        float32 weights (M, C/group, kH, kW) (or (M, C/group, kL)).
+    b : ndarray or None
+        Bias (M,).
+    auto_pad, dilations, group, kernel_shape, pads, strides
+        As in the ONNX operator; ``pads`` is ``[h_begin, w_begin, h_end, w_end]``.
+    clip_min, clip_max : float
+        Fused activation bounds applied after the bias (ReLU: ``clip_min=0``).
+
+    Returns
+    -------
+    ndarray
+        float32 (N, M, oH, oW), C-contiguous.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if x.ndim == 3 and w.ndim == 3:
+        # 1-D: run as 2-D with a unit height.
+        lift = lambda v, fill: None if v is None else (fill,) + tuple(v)
+        if pads is not None:
+            pads = (0, int(pads[0]), 0, int(pads[1]))
+        y = conv(x[:, :, None, :], w[:, :, None, :], b, auto_pad=auto_pad,
+                 dilations=lift(dilations, 1), group=group, kernel_shape=lift(kernel_shape, 1),
+                 pads=pads, strides=lift(strides, 1), clip_min=clip_min, clip_max=clip_max)
+        return y[:, :, 0, :]
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"Conv supports 1-D and 2-D convolutions (input (N, C, H, W) with weights"
+                         f" (M, C/group, kH, kW)); got input {x.shape} and weights {w.shape}")
+    n_img, c_in, h, w_in = x.shape
+    m_out, cg, kh_, kw_ = w.shape
+    group = int(group)
+    if group < 1 or c_in != cg * group or m_out % group != 0:
+        raise ValueError(f"Conv group={group} does not fit input channels {c_in} and weights {w.shape}:"
+                         f" need C == C/group * group and M divisible by group")
+    if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh_, kw_):
+        raise ValueError(f"Conv kernel_shape {tuple(kernel_shape)} disagrees with weights {w.shape}")
+    _, (sh, sw), (dh, dw), (ph, pw), _, (ho, wo) = window_attributes(
+        x.shape, (kh_, kw_), strides, dilations, pads, auto_pad)
+    if min(sh, sw, dh, dw) < 1:
+        raise ValueError(f"Conv strides {strides} and dilations {dilations} must be positive")
+    if ho < 1 or wo < 1:
+        raise ValueError(f"Conv output would be empty: input {x.shape}, kernel {(kh_, kw_)},"
+                         f" pads {pads}, strides {strides}, dilations {dilations}")
+    if b is None:
+        bias = np.zeros(m_out, dtype=np.float32)
+    else:
+        bias = np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
+        if bias.shape != (m_out,):
+            raise ValueError(f"Conv bias has shape {np.shape(b)}; expected ({m_out},)")
+    y = np.empty((n_img, m_out, ho, wo), dtype=np.float32)
+    if y.size == 0:
+        return y
+    lo, hi = np.float32(clip_min), np.float32(clip_max)
+    kg = cg * kh_ * kw_
+    if kg <= _SMALL_K:
+        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                       group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, lo, hi)
+        return y
+    mg = m_out // group
+    mgp = round_up(mg, TILE_M)
+    kp = round_up(kg, K_ALIGN)
+    wp = np.zeros((group, mgp, kp), dtype=np.float32)
+    wp[:, :mg, :kg] = w.reshape(group, mg, cg, kh_, kw_).transpose(0, 1, 3, 4, 2).reshape(group, mg, kg)
+    nthreads = numba.get_num_threads()
+    split = 1 if n_img >= nthreads else min(ho, -(-nthreads // n_img))
+    rows_max = (-(-ho // split) - 1) * sh + (kh_ - 1) * dh + 1
+    ws = (wo - 1) * sw + (kw_ - 1) * dw + 1
+    block = max(TILE_N, _PANEL_FLOATS // kp // TILE_N * TILE_N)
+    _im2col_kernel(x.reshape(-1), wp.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                   group, mg, mgp, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kp, split,
+                   rows_max, ws, block, nthreads, lo, hi)
+    return y

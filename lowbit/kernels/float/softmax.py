@@ -1,0 +1,98 @@
+"""fp32 Softmax and LogSoftmax, over one axis or (legacy) a flattened tail."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from lowbit.config import jit
+
+
+@jit(parallel=True)
+def _softmax_kernel(x, out, log):
+    # x, out: (outer, length, inner); normalise along the middle axis in float64.
+    outer, length, inner = x.shape
+    for o in prange(outer):
+        peak = np.full(inner, -np.inf)
+        for t in range(length):
+            for k in range(inner):
+                peak[k] = max(peak[k], x[o, t, k])
+        total = np.zeros(inner)
+        for t in range(length):
+            for k in range(inner):
+                total[k] += math.exp(x[o, t, k] - peak[k])
+        if log:
+            for k in range(inner):
+                total[k] = math.log(total[k])
+            for t in range(length):
+                for k in range(inner):
+                    out[o, t, k] = x[o, t, k] - peak[k] - total[k]
+        else:
+            for t in range(length):
+                for k in range(inner):
+                    out[o, t, k] = math.exp(x[o, t, k] - peak[k]) / total[k]
+
+
+def _normalise(op, x, axis, legacy_flatten, log):
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise ValueError(f"{op}: expected float32 input, got {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{op}: input must have at least one axis, got a scalar")
+    axis = int(axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} out of range for input of rank {x.ndim}")
+    axis %= x.ndim
+    shape = x.shape
+    if legacy_flatten:
+        view = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1)
+    else:
+        view = (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
+    out = np.empty(view, dtype=np.float32)
+    if out.size:
+        _softmax_kernel(np.ascontiguousarray(x).reshape(view), out, log)
+    return out.reshape(shape)
+
+
+def softmax(x, *, axis=-1, legacy_flatten=0):
+    """ONNX ``Softmax``: ``y = exp(x - max) / sum(exp(x - max))`` along ``axis``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32, any rank >= 1.
+    axis : int
+        Axis normalised over (negative counts from the end).
+    legacy_flatten : int
+        1 for opset < 13 semantics: ``x`` is viewed as 2-D
+        ``(prod(shape[:axis]), prod(shape[axis:]))`` and each row normalised.
+        The importer sets it, and must then pass the old default ``axis=1``
+        when the node has no ``axis`` attribute.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape as ``x``.
+    """
+    return _normalise("Softmax", x, axis, legacy_flatten, False)
+
+
+def log_softmax(x, *, axis=-1, legacy_flatten=0):
+    """ONNX ``LogSoftmax``: ``y = x - max - log(sum(exp(x - max)))`` along ``axis``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32, any rank >= 1.
+    axis : int
+        Axis normalised over (negative counts from the end).
+    legacy_flatten : int
+        1 for opset < 13 semantics (see :func:`softmax`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape as ``x``.
+    """
+    return _normalise("LogSoftmax", x, axis, legacy_flatten, True)
