@@ -35,7 +35,9 @@ class Node:
     (int, float, str, tuples, numpy arrays); they are passed to the kernel as
     keyword arguments.  ``precision`` names the kernel family the executor
     dispatches to (``"fp32"`` for the float path); ``fused`` lists the op
-    types folded into this node by the graph passes.
+    types folded into this node by the graph passes; ``quant`` holds the
+    executor-level quantization parameters that are not kernel arguments
+    (e.g. ``{"output_scale": s}`` for fp8 activations).
     """
 
     op_type: str
@@ -45,6 +47,7 @@ class Node:
     attrs: dict = field(default_factory=dict)
     precision: str = "fp32"
     fused: tuple = ()
+    quant: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -54,7 +57,12 @@ class Node:
 
 @dataclass
 class Graph:
-    """A model: nodes in execution order, constants, inputs and outputs."""
+    """A model: nodes in execution order, constants, inputs and outputs.
+
+    ``encodings`` maps a constant stored in a float storage format to
+    ``{"precision": name, "scale": s}``: fp16 constants are float16 arrays,
+    bf16 are uint16 bit patterns and fp8 are uint8 codes (times ``s``).
+    """
 
     nodes: list
     inputs: list
@@ -63,6 +71,7 @@ class Graph:
     name: str = "graph"
     opset: int = 0
     metadata: dict = field(default_factory=dict)
+    encodings: dict = field(default_factory=dict)
 
     def producers(self) -> dict:
         """Map each node output name to its node."""

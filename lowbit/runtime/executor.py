@@ -4,6 +4,12 @@ Batches larger than ``batch_size`` are split along axis 0, run one after
 the other, and the outputs concatenated; each kernel spreads its own work
 over ``threads`` Numba threads.  Intermediate tensors are freed after
 their last reader.
+
+Nodes at a narrow float precision (fp16, bf16, fp8) run the fp32 kernel on
+weights decoded from their storage format; the executor rounds each float
+input that comes from a node of another precision (or from the graph
+input) and every float output to the node's format, counting overflows per
+node in ``Executor.overflow``.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from ..config import DEFAULT_BATCH_SIZE
 from ..errors import ExecutionError
 from ..graph.ir import Graph
 from ..kernels.registry import kernel_for
+from ..precision import get as get_precision
+from ..quant.float_formats import decode, round_to_format
 
 
 class Executor:
@@ -33,7 +41,25 @@ class Executor:
         self.graph = graph
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
         self.threads = threads
-        self.kernels = [kernel_for(node.op_type, node.precision) for node in graph.nodes]
+        self.kernels = [kernel_for(node.op_type, _kernel_kind(node.precision)) for node in graph.nodes]
+        self.constants = {name: decode(value, get_precision(graph.encodings[name]["precision"]),
+                                       graph.encodings[name].get("scale", 1.0))
+                          if name in graph.encodings else value
+                          for name, value in graph.constants.items()}
+        producer_precision = {out: node.precision for node in graph.nodes for out in node.outputs}
+        # Per node: its float format (or None) and which inputs must be rounded on entry.
+        self.formats, self.round_inputs = [], []
+        for node in graph.nodes:
+            fmt = get_precision(node.precision)
+            if fmt.is_float and fmt.name != "fp32":
+                self.formats.append(fmt)
+                self.round_inputs.append([i for i, name in enumerate(node.inputs)
+                                          if name and name not in graph.constants
+                                          and producer_precision.get(name) != node.precision])
+            else:
+                self.formats.append(None)
+                self.round_inputs.append([])
+        self.overflow = {}
         last_reader = {}
         for index, node in enumerate(graph.nodes):
             for name in node.inputs:
@@ -67,11 +93,15 @@ class Executor:
 
     def _run_once(self, feeds: dict, names: list, hook) -> dict:
         graph = self.graph
-        env = dict(graph.constants)
+        env = dict(self.constants)
         env.update(feeds)
         wanted = set(names)
-        for node, kernel, free in zip(graph.nodes, self.kernels, self.free_after):
+        for node, kernel, free, fmt, to_round in zip(graph.nodes, self.kernels, self.free_after,
+                                                    self.formats, self.round_inputs):
             args = [env[name] if name else None for name in node.inputs]
+            for i in to_round:
+                if args[i].dtype == np.float32:
+                    args[i] = self._round(node, fmt, args[i], node.quant.get("input_scales", {}).get(node.inputs[i]))
             try:
                 result = kernel(*args, **node.attrs)
             except (ValueError, IndexError, TypeError) as exc:
@@ -79,6 +109,9 @@ class Executor:
                 raise ExecutionError(f"node '{node.name}' ({node.op_type}) failed on input shapes {shapes}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
             results = result if isinstance(result, tuple) else (result,)
+            if fmt is not None:
+                results = tuple(self._round(node, fmt, r, node.quant.get("output_scale"))
+                                if isinstance(r, np.ndarray) and r.dtype == np.float32 else r for r in results)
             for name, value in zip(node.outputs, results):
                 if name:
                     env[name] = value
@@ -91,6 +124,18 @@ class Executor:
         if missing:
             raise KeyError(f"tensors {missing} were not computed; known: {sorted(env)[:20]}")
         return {name: env[name] for name in names}
+
+
+    def _round(self, node, fmt, value, scale):
+        rounded, count = round_to_format(value, fmt, scale or 1.0)
+        if count:
+            self.overflow[node.name] = self.overflow.get(node.name, 0) + count
+        return rounded
+
+
+def _kernel_kind(precision: str) -> str:
+    """Float storage formats compute with the fp32 kernels."""
+    return "fp32" if get_precision(precision).is_float else precision
 
 
 def _batch_of(feeds: dict):
