@@ -37,89 +37,42 @@ TYPE_ONLY_CHANGES_AFTER_21 = frozenset({
     "Squeeze", "Unsqueeze", "Shape", "Cast",   # Cast-24+ adds round_mode: cases using it are excluded below
 })
 
-_FLOAT8 = "float8 types are storage formats inside lowbit's precisions, not tensor dtypes of a model"
-_INT4 = "int4/uint4/int2/uint2/float4 tensors are not model dtypes lowbit accepts (packed formats are internal)"
-_FP16 = "float16/bfloat16 model tensors: lowbit's float path computes and exchanges float32"
-_SMALL_INT = "integer arithmetic on int8/int16/uint* tensors: lowbit's arithmetic kernels are float32"
+_POOL_3D = "3-D pooling (N, C, D, H, W): lowbit's pools are 1-D and 2-D only"
+_TRAINING = "training mode: lowbit runs inference only (batch statistics / random masks are training ops)"
 
 EXCLUDED = {
-    # --- 1-D and 3-D windows: lowbit's pools are 2-D (NCHW) only
-    "test_averagepool_1d_default": "1-D pooling not supported (NCHW 2-D only)",
-    "test_averagepool_3d_default": "3-D pooling not supported (NCHW 2-D only)",
-    "test_averagepool_3d_dilations_small": "3-D pooling not supported (NCHW 2-D only)",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": "3-D pooling not supported",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": "3-D pooling not supported",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": "3-D pooling not supported",
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": "3-D pooling not supported",
-    "test_maxpool_1d_default": "1-D pooling not supported (NCHW 2-D only)",
-    "test_maxpool_3d_default": "3-D pooling not supported (NCHW 2-D only)",
-    "test_maxpool_3d_dilations": "3-D pooling not supported (NCHW 2-D only)",
-    "test_maxpool_3d_dilations_use_ref_impl": "3-D pooling not supported (NCHW 2-D only)",
-    "test_maxpool_3d_dilations_use_ref_impl_large": "3-D pooling not supported (NCHW 2-D only)",
-    # --- outputs lowbit does not produce
-    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output is not produced (inference only)",
-    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not produced (inference only)",
-    "test_maxpool_2d_uint8": "uint8 pooling: lowbit's pools are float32",
+    # --- 3-D windows
+    "test_averagepool_3d_default": _POOL_3D,
+    "test_averagepool_3d_dilations_small": _POOL_3D,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": _POOL_3D,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": _POOL_3D,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": _POOL_3D,
+    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": _POOL_3D,
+    "test_maxpool_3d_default": _POOL_3D,
+    "test_maxpool_3d_dilations": _POOL_3D,
+    "test_maxpool_3d_dilations_use_ref_impl": _POOL_3D,
+    "test_maxpool_3d_dilations_use_ref_impl_large": _POOL_3D,
+    # --- outputs and dtypes the pools do not produce
+    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output (for unpooling/training) is rejected at load",
+    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output (for unpooling/training) is rejected at load",
+    "test_maxpool_2d_uint8": "uint8 MaxPool: lowbit's pool kernels take float32 (int8 pools belong to its int8 path)",
     # --- training mode
-    "test_batchnorm_example_training_mode": "training-mode BatchNormalization (batch statistics) is not inference",
-    "test_batchnorm_epsilon_training_mode": "training-mode BatchNormalization (batch statistics) is not inference",
-    "test_training_dropout_default": "training-mode Dropout (random mask) is not inference",
-    "test_training_dropout_default_mask": "training-mode Dropout (random mask) is not inference",
-    "test_training_dropout": "training-mode Dropout (random mask) is not inference",
-    "test_training_dropout_mask": "training-mode Dropout (random mask) is not inference",
-    "test_training_dropout_zero_ratio": "training-mode Dropout (training_mode input) is not inference",
-    "test_training_dropout_zero_ratio_mask": "training-mode Dropout (training_mode input) is not inference",
-    # --- Pad modes other than constant
-    "test_edge_pad": "Pad mode 'edge': only constant padding is supported (what CNN exporters emit)",
-    "test_reflect_pad": "Pad mode 'reflect': only constant padding is supported",
-    "test_wrap_pad": "Pad mode 'wrap': only constant padding is supported",
-    # --- sequences / optionals
-    "test_identity_sequence": "sequence-typed tensors are not supported",
-    "test_identity_opt": "optional-typed tensors are not supported",
-    # --- integer arithmetic
-    "test_add_int8": _SMALL_INT, "test_add_int16": _SMALL_INT, "test_add_uint8": _SMALL_INT,
-    "test_add_uint16": _SMALL_INT, "test_add_uint32": _SMALL_INT, "test_add_uint64": _SMALL_INT,
-    "test_sub_int8": _SMALL_INT, "test_sub_int16": _SMALL_INT, "test_sub_uint8": _SMALL_INT,
-    "test_sub_uint16": _SMALL_INT, "test_sub_uint32": _SMALL_INT, "test_sub_uint64": _SMALL_INT,
-    "test_mul_int8": _SMALL_INT, "test_mul_int16": _SMALL_INT, "test_mul_uint8": _SMALL_INT,
-    "test_mul_uint16": _SMALL_INT, "test_mul_uint32": _SMALL_INT, "test_mul_uint64": _SMALL_INT,
-    "test_div_int8": _SMALL_INT, "test_div_int16": _SMALL_INT, "test_div_int32_trunc": _SMALL_INT,
-    "test_div_uint8": _SMALL_INT, "test_div_uint16": _SMALL_INT, "test_div_uint32": _SMALL_INT,
-    "test_div_uint64": _SMALL_INT,
-    "test_clip_default_int8_min": _SMALL_INT, "test_clip_default_int8_max": _SMALL_INT,
-    "test_clip_default_int8_inbounds": _SMALL_INT,
+    "test_batchnorm_example_training_mode": _TRAINING,
+    "test_batchnorm_epsilon_training_mode": _TRAINING,
+    "test_training_dropout_default": _TRAINING,
+    "test_training_dropout_default_mask": _TRAINING,
+    "test_training_dropout": _TRAINING,
+    "test_training_dropout_mask": _TRAINING,
+    "test_training_dropout_zero_ratio": _TRAINING,
+    "test_training_dropout_zero_ratio_mask": _TRAINING,
+    # --- non-tensor types
+    "test_identity_sequence": "sequence type: lowbit graphs carry tensors only (this harness would stack the "
+                              "sequence into one array, so a pass would mean nothing)",
+    "test_identity_opt": "optional type: lowbit graphs carry tensors only (same harness caveat)",
+    # --- Cast-24+ features beyond lowbit's opset range (7..21)
+    "test_cast_e8m0_FLOAT_to_FLOAT8E8M0": "FLOAT8E8M0 and Cast's round_mode attribute are opset 24+ (lowbit reads up to 21)",
+    "test_cast_e8m0_FLOAT16_to_FLOAT8E8M0": "FLOAT8E8M0 and Cast's round_mode attribute are opset 24+ (lowbit reads up to 21)",
 }
-
-# --- Cast to/from the exotic dtypes (plain and CastLike-expanded forms)
-for _case_name in [
-    *(f"test_cast_{a}_to_{b}" for a, b in [
-        ("FLOAT", "FLOAT16"), ("FLOAT16", "FLOAT"), ("FLOAT16", "DOUBLE"), ("DOUBLE", "FLOAT16"),
-        ("FLOAT", "BFLOAT16"), ("BFLOAT16", "FLOAT")]),
-]:
-    EXCLUDED[_case_name] = _FP16
-    EXCLUDED[_case_name.replace("test_cast_", "test_castlike_") + "_expanded"] = _FP16
-for _src, _dst in [("FLOAT", "FLOAT8E4M3FN"), ("FLOAT16", "FLOAT8E4M3FN"), ("FLOAT", "FLOAT8E4M3FNUZ"),
-                   ("FLOAT16", "FLOAT8E4M3FNUZ"), ("FLOAT8E4M3FN", "FLOAT"), ("FLOAT8E4M3FN", "FLOAT16"),
-                   ("FLOAT8E4M3FNUZ", "FLOAT"), ("FLOAT8E4M3FNUZ", "FLOAT16"), ("FLOAT", "FLOAT8E5M2"),
-                   ("FLOAT16", "FLOAT8E5M2"), ("FLOAT", "FLOAT8E5M2FNUZ"), ("FLOAT16", "FLOAT8E5M2FNUZ"),
-                   ("FLOAT8E5M2", "FLOAT"), ("FLOAT8E5M2", "FLOAT16"), ("FLOAT8E5M2FNUZ", "FLOAT"),
-                   ("FLOAT8E5M2FNUZ", "FLOAT16")]:
-    EXCLUDED[f"test_cast_{_src}_to_{_dst}"] = _FLOAT8
-    EXCLUDED[f"test_castlike_{_src}_to_{_dst}_expanded"] = _FLOAT8
-    if _src in ("FLOAT", "FLOAT16") and "FLOAT8" in _dst:
-        EXCLUDED[f"test_cast_no_saturate_{_src}_to_{_dst}"] = _FLOAT8
-        EXCLUDED[f"test_castlike_no_saturate_{_src}_to_{_dst}_expanded"] = _FLOAT8
-for _src, _dst in [("FLOAT", "FLOAT8E8M0"), ("FLOAT16", "FLOAT8E8M0"), ("FLOAT8E8M0", "FLOAT"),
-                   ("FLOAT8E8M0", "FLOAT16")]:
-    EXCLUDED[f"test_cast_e8m0_{_src}_to_{_dst}"] = _FLOAT8
-for _src, _dst in [("FLOAT", "UINT4"), ("FLOAT16", "UINT4"), ("FLOAT", "INT4"), ("FLOAT16", "INT4"),
-                   ("UINT4", "FLOAT"), ("UINT4", "FLOAT16"), ("UINT4", "UINT8"), ("INT4", "FLOAT"),
-                   ("INT4", "FLOAT16"), ("INT4", "INT8"), ("FLOAT4E2M1", "FLOAT"), ("FLOAT4E2M1", "FLOAT16"),
-                   ("FLOAT", "FLOAT4E2M1"), ("FLOAT16", "FLOAT4E2M1"), ("FLOAT", "UINT2"), ("FLOAT16", "UINT2"),
-                   ("FLOAT", "INT2"), ("FLOAT16", "INT2"), ("UINT2", "FLOAT"), ("UINT2", "FLOAT16"),
-                   ("UINT2", "UINT8"), ("INT2", "FLOAT"), ("INT2", "FLOAT16"), ("INT2", "INT8")]:
-    EXCLUDED[f"test_cast_{_src}_to_{_dst}"] = _INT4
-    EXCLUDED[f"test_castlike_{_src}_to_{_dst}_expanded"] = _INT4
 
 
 def _selected_cases() -> list:

@@ -33,6 +33,19 @@ def calibration_batches(model, calibration, batch_size: int = 256):
     return run_batches
 
 
+def sample_shapes(model, calibration) -> dict:
+    """Shapes of every tensor for one calibration sample."""
+    shapes = {}
+    feeds = {k: v[:1] for k, v in model.check_inputs(calibration).items()}
+    shapes.update({k: v.shape for k, v in feeds.items()})
+
+    def hook(node, inputs, results):
+        shapes.update({name: np.shape(value) for name, value in zip(node.outputs, results) if name})
+
+    model._executor(None, None).run(feeds, hook=hook)
+    return shapes
+
+
 def check_calibration(calibration) -> np.ndarray:
     """Reject empty or non-finite calibration data with a one-line error."""
     if calibration is None:
@@ -96,7 +109,8 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     else:
         from .convert_int import convert_int
 
-        graph = convert_int(model.graph, spec, ranges, exclude=exclude, **options)
+        graph = convert_int(model.graph, spec, ranges, shapes=sample_shapes(model, calibration),
+                            exclude=exclude, **options)
     graph.metadata["calibration_seconds"] = seconds
     graph.metadata["calibration_method"] = method if needs_ranges else None
     return Model(graph, source=model.source)

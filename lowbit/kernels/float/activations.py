@@ -43,12 +43,10 @@ def _clip_kernel(x, out, lo, hi):
 def _sigmoid_kernel(x, out):
     for i in prange(x.size):
         v = x[i]
-        # Never exponentiate a positive number: no overflow for large |v|.
-        if v >= 0:
-            out[i] = np.float32(1.0) / (np.float32(1.0) + math.exp(-v))
-        else:
-            e = math.exp(v)
-            out[i] = e / (np.float32(1.0) + e)
+        # exp(-|v|) never overflows; 1/(1+e) for v >= 0, e/(1+e) below.
+        e = np.exp(-abs(v))
+        numerator = np.float32(1.0) if v >= 0 else e
+        out[i] = numerator / (np.float32(1.0) + e)
 
 
 @jit(parallel=True)

@@ -17,8 +17,6 @@ truncates toward zero like C and onnxruntime.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
@@ -38,53 +36,41 @@ def _apply(op, x, y):
         return x - y
     if op == MUL:
         return x * y
-    return x / y
-
-
-@jit
-def _fdiv(x, y):
-    # IEEE division: Numba's default (Python) error model would raise on /0.
-    if y == 0:
-        if x == 0 or x != x:
-            return np.float32(np.nan)
-        return np.float32(np.inf) if (x > 0) == (math.copysign(1.0, y) > 0) else np.float32(-np.inf)
-    return x / y
-
-
-@jit
-def _binary(op, x, y):
-    if op == DIV:
-        return _fdiv(x, y)
-    return _apply(op, x, y)
+    # np.divide, not `/`: IEEE x/0 = ±inf and 0/0 = NaN instead of Python's
+    # ZeroDivisionError, with no branch in the loop.
+    return np.divide(x, y)
 
 
 @jit(parallel=True)
 def _same_shape_kernel(a, b, out, op):
     for i in prange(out.size):
-        out[i] = _binary(op, a[i], b[i])
+        out[i] = _apply(op, a[i], b[i])
 
 
 @jit(parallel=True)
 def _scalar_kernel(a, s, out, op, scalar_first):
     if scalar_first:
         for i in prange(out.size):
-            out[i] = _binary(op, s, a[i])
+            out[i] = _apply(op, s, a[i])
     else:
         for i in prange(out.size):
-            out[i] = _binary(op, a[i], s)
+            out[i] = _apply(op, a[i], s)
 
 
 @jit(parallel=True)
-def _channel_kernel(big, small, out, outer, mid, inner, op, small_first):
-    for p in prange(outer * mid):
-        s = small[p % mid]
-        base = p * inner
+def _channel_kernel(big, small, out, op, small_first):
+    # big, out: (outer * mid, inner); small: (mid,).  2-D indexing keeps the
+    # inner loop free of index arithmetic, so it vectorises.
+    rows, inner = big.shape
+    mid = small.size
+    for r in prange(rows):
+        s = small[r % mid]
         if small_first:
-            for i in range(base, base + inner):
-                out[i] = _binary(op, s, big[i])
+            for k in range(inner):
+                out[r, k] = _apply(op, s, big[r, k])
         else:
-            for i in range(base, base + inner):
-                out[i] = _binary(op, big[i], s)
+            for k in range(inner):
+                out[r, k] = _apply(op, big[r, k], s)
 
 
 def _broadcast_shape(a, b, op):
@@ -150,7 +136,9 @@ def _binary_op(op, a, b):
             return out
         run = _channel_run(small.shape, out_shape)
         if run is not None:
-            _channel_kernel(_flat(big), _flat(small), flat_out, *run, op, small_first)
+            outer, mid, inner = run
+            rows = (outer * mid, inner)
+            _channel_kernel(_flat(big).reshape(rows), _flat(small), flat_out.reshape(rows), op, small_first)
             return out
     full_a = _flat(np.broadcast_to(a, out_shape))
     full_b = _flat(np.broadcast_to(b, out_shape))

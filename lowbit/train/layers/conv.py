@@ -63,20 +63,33 @@ class Conv(Layer):
         if "b" in self.params:
             self.grads["b"] = dy.sum(axis=(0, 2))
         dW = np.empty_like(W)
-        dcols = np.empty_like(cols) if self.need_dx else None
+        # stride 1, one group: dx is a full correlation of dy with the flipped kernel (no scatter)
+        fast_dx = self.need_dx and g == 1 and self.stride == 1 and self.pad <= self.k - 1
+        dcols = np.empty_like(cols) if self.need_dx and not fast_dx else None
         for gi in range(g):
             dyg = dy[:, gi * og:(gi + 1) * og]
             cg = cols[:, gi * ckk:(gi + 1) * ckk]
-            # sum over images and positions: dW[o, q] = sum_n,p dy[n,o,p] cols[n,q,p]
-            dW[gi * og:(gi + 1) * og] = np.tensordot(dyg, cg, axes=([0, 2], [0, 2])).reshape(og, *W.shape[1:])
+            # dW[o, q] = sum_n,p dy[n,o,p] cols[n,q,p]: one GEMM per image, summed (no big transposed copy)
+            dW[gi * og:(gi + 1) * og] = np.matmul(dyg, cg.transpose(0, 2, 1)).sum(axis=0).reshape(og, *W.shape[1:])
             if dcols is not None:
                 Wg = W[gi * og:(gi + 1) * og].reshape(og, -1)
                 dcols[:, gi * ckk:(gi + 1) * ckk] = np.matmul(Wg.T, dyg)
         self.grads["W"] = dW
         self.cols = None
+        if fast_dx:
+            return (self._dx_transposed(dy),)
         if dcols is None:
             return (None,)
         return (col2im(dcols, self.x_shape, self.k, self.k, self.stride, self.pad),)
+
+    def _dx_transposed(self, dy):
+        # dx[n,c,h,w] = sum_o,i,j dy_pad[n,o,h+i,w+j] W[o,c,k-1-i,k-1-j], with dy padded by k-1-p
+        W, k, p = self.params["W"], self.k, self.pad
+        n, c, h, w = self.x_shape
+        oh = h + 2 * p - k + 1
+        wf = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c, -1)
+        cols = im2col(dy.reshape(n, W.shape[0], oh, -1), k, k, 1, k - 1 - p)
+        return np.matmul(np.ascontiguousarray(wf), cols).reshape(n, c, h, w)
 
     def onnx(self, inputs, output, name):
         W = self.params["W"]

@@ -1,0 +1,291 @@
+"""fp32 graph → integer graph (int8, and the k-bit formats on the same kernels).
+
+Scheme (see :mod:`lowbit.quant.fixed_point` for requantization):
+
+* weights: symmetric per output channel, ``s_w[m] = max|W[m]| / qmax_w``,
+  ``W_q = clamp(round_half_even(W / s_w), -qmax_w, qmax_w)`` with
+  ``qmax_w = 2^(bits-1) - 1``, stored as int8;
+* activations: per tensor, from the calibration range ``[lo, hi]`` (which
+  contains 0): uint8 asymmetric ``s = (hi - lo) / (2^bits - 1)``,
+  ``zp = round(-lo / s)``, or int8 symmetric ``s = max(|lo|, |hi|) / qmax``,
+  ``zp = 0``;
+* bias: int32 at scale ``s_x · s_w[m]``;
+* Conv, Gemm and MatMul (constant weights) become integer ops; MaxPool,
+  Flatten/Reshape/Transpose/Squeeze/Unsqueeze, Relu, Add, Concat and
+  GlobalAveragePool stay integer when all their data inputs are integer;
+  everything else runs fp32 between a DequantizeLinear and a QuantizeLinear.
+  A fused Relu/Clip becomes the clamp ``[zp + round(a/s), zp + round(b/s)]``.
+
+Integer tensors are named ``<fp32 name>::q``; the fp32 name keeps meaning
+the float value (produced by a DequantizeLinear where something reads it).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+
+from ..graph.ir import Graph, Node
+from ..precision import Precision
+from .fixed_point import quantize_multiplier
+
+ANCHORS = {"Conv", "Gemm", "MatMul"}
+PASSTHROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu"}
+REQUANTIZING = {"Add", "Concat", "GlobalAveragePool"}
+WINDOW_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+def activation_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False) -> tuple:
+    """Scale and zero point of a per-tensor activation range (see the module docstring)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if signed:
+        qmax = (1 << (bits - 1)) - 1
+        scale = max(abs(lo), abs(hi)) / qmax
+        return (scale if scale > 0 else 1.0), 0
+    levels = (1 << bits) - 1
+    scale = (hi - lo) / levels
+    if scale <= 0:
+        return 1.0, 0
+    return scale, int(min(levels, max(0, round(-lo / scale))))
+
+
+def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple:
+    """Symmetric per-output-channel quantization of ``w`` (axis 0); returns ``(w_q int8, s_w float64)``."""
+    qmax = (1 << (bits - 1)) - 1
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.abs(flat).max(axis=1)
+    scale = np.where(amax > 0, amax / qmax, 1.0)
+    q = np.clip(np.rint(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
+    return q.reshape(w.shape), scale
+
+
+class _IntConverter:
+    def __init__(self, graph: Graph, precision: Precision, ranges: dict, shapes: dict, exclude,
+                 activation_signed: bool, first_layer: str, last_layer: str, activation_bits: int):
+        self.src = graph
+        self.g = copy.deepcopy(graph)
+        self.p = precision
+        self.ranges = ranges
+        self.shapes = shapes
+        self.exclude = exclude
+        self.signed = activation_signed
+        self.abits = activation_bits
+        self.qrange = (-(1 << (activation_bits - 1)), (1 << (activation_bits - 1)) - 1) if activation_signed \
+            else (0, (1 << activation_bits) - 1)
+        self.first_layer, self.last_layer = first_layer, last_layer
+        self.qparams = {}
+
+    # ---- decisions ---------------------------------------------------------------------
+    def eligible_anchor(self, node: Node) -> bool:
+        const = self.g.constants
+        if node.op_type == "Conv":
+            return len(node.inputs) >= 2 and node.inputs[1] in const and const[node.inputs[1]].ndim == 4 \
+                and all(n in const for n in node.inputs[2:] if n)
+        if node.op_type == "Gemm":
+            c = node.inputs[2] if len(node.inputs) > 2 else ""
+            return node.inputs[1] in const and not node.attrs.get("transA", 0) \
+                and (not c or (c in const and const[c].size in (1, self.out_features(node))))
+        if node.op_type == "MatMul":
+            return node.inputs[1] in const and const[node.inputs[1]].ndim == 2 \
+                and len(self.shapes.get(node.inputs[0], ())) == 2
+        return False
+
+    def out_features(self, node: Node) -> int:
+        b = self.g.constants[node.inputs[1]]
+        return b.shape[0] if node.attrs.get("transB", 0) else b.shape[1]
+
+    def decide(self) -> set:
+        anchors = [n.name for n in self.g.nodes if n.op_type in ANCHORS and self.eligible_anchor(n)]
+        skip = set()
+        if anchors and self.first_layer == "fp32":
+            skip.add(anchors[0])
+        if anchors and self.last_layer == "fp32":
+            skip.add(anchors[-1])
+        int_nodes, int_tensors = set(), set()
+        for node in self.g.nodes:
+            if node.name in self.exclude or node.op_type in self.exclude or node.name in skip:
+                continue
+            data = self.data_inputs(node)
+            if node.op_type in ANCHORS:
+                ok = node.name in anchors
+            elif node.op_type in PASSTHROUGH:
+                ok = bool(data) and all(t in int_tensors for t in data)
+            elif node.op_type in REQUANTIZING:
+                ok = bool(data) and all(t in int_tensors for t in data) and all(
+                    n in self.g.constants or n in data for n in node.inputs if n)
+                if node.op_type == "Add":
+                    ok = ok and len(data) == 2 and self.shapes.get(data[0]) == self.shapes.get(data[1])
+            else:
+                ok = False
+            if ok and not all(o in self.ranges for o in node.outputs if o):
+                ok = False
+            if ok:
+                int_nodes.add(node.name)
+                int_tensors.update(o for o in node.outputs if o)
+        return int_nodes
+
+    def data_inputs(self, node: Node) -> list:
+        if node.op_type in ANCHORS or node.op_type in PASSTHROUGH:
+            return [node.inputs[0]] if node.inputs and node.inputs[0] not in self.g.constants else []
+        return [n for n in node.inputs if n and n not in self.g.constants]
+
+    def tensor_qparams(self, name: str) -> tuple:
+        if name not in self.qparams:
+            lo, hi = self.ranges[name]
+            self.qparams[name] = activation_qparams(lo, hi, self.abits, self.signed)
+        return self.qparams[name]
+
+    # ---- rewriting ---------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.g
+        int_nodes = self.decide()
+        producers = {o: n for n in g.nodes for o in n.outputs if o}
+        is_int = lambda t: t in producers and producers[t].name in int_nodes
+        float_readers = {}
+        for node in g.nodes:
+            if node.name not in int_nodes:
+                for t in node.inputs:
+                    if t:
+                        float_readers[t] = True
+        graph_outputs = set(g.output_names())
+        new_nodes, quantized = [], set()
+        for node in g.nodes:
+            if node.name not in int_nodes:
+                new_nodes.append(node)
+                continue
+            for t in self.data_inputs(node):
+                if not is_int(t) and t not in quantized:
+                    scale, zp = self.tensor_qparams(t)
+                    new_nodes.append(Node("QuantizeLinear", f"{t}::quantize", [t], [f"{t}::q"],
+                                          {"scale": scale, "zero_point": zp, "signed": int(self.signed)},
+                                          precision=self.p.name))
+                    quantized.add(t)
+            # passthrough ops carry their input's parameters
+            if node.op_type in PASSTHROUGH:
+                self.qparams[node.outputs[0]] = self.tensor_qparams(node.inputs[0])
+            new_nodes.append(self.convert(node))
+            for o in node.outputs:
+                if o and (o in graph_outputs or float_readers.get(o)):
+                    scale, zp = self.tensor_qparams(o)
+                    new_nodes.append(Node("DequantizeLinear", f"{o}::dequantize", [f"{o}::q"], [o],
+                                          {"scale": scale, "zero_point": zp}, precision=self.p.name))
+        g.nodes = new_nodes
+        used = {n for node in g.nodes for n in node.inputs if n}
+        g.constants = {k: v for k, v in g.constants.items() if k in used}
+        g.metadata["precision"] = self.p.name
+        g.metadata["activation_type"] = "int8" if self.signed else "uint8"
+        return g
+
+    def clamp(self, node: Node, y_scale: float, y_zp: int) -> tuple:
+        lo, hi = self.qrange
+        a, b = node.attrs.get("clip_min", -math.inf), node.attrs.get("clip_max", math.inf)
+        if math.isfinite(a):
+            lo = max(lo, y_zp + int(np.rint(a / y_scale)))
+        if math.isfinite(b):
+            hi = min(hi, y_zp + int(np.rint(b / y_scale)))
+        return lo, min(max(lo, hi), self.qrange[1])
+
+    def convert(self, node: Node) -> Node:
+        q = lambda names: [f"{n}::q" if n and n not in self.g.constants else n for n in names]
+        out = Node(node.op_type, node.name, q(node.inputs), [f"{o}::q" if o else o for o in node.outputs],
+                   dict(node.attrs), precision=self.p.name, fused=node.fused)
+        if node.op_type in ANCHORS:
+            return self.convert_anchor(node, out)
+        y_scale, y_zp = self.tensor_qparams(node.outputs[0])
+        signed = int(self.signed)
+        if node.op_type == "Relu":
+            out.attrs = {"zero_point": y_zp}
+        elif node.op_type == "Add":
+            (sa, za), (sb, zb) = (self.tensor_qparams(t) for t in node.inputs)
+            out.attrs = {"a_scale": sa, "a_zero_point": za, "b_scale": sb, "b_zero_point": zb,
+                         "y_scale": y_scale, "y_zero_point": y_zp, "qmin": self.qrange[0], "qmax": self.qrange[1],
+                         "y_signed": signed}
+        elif node.op_type == "Concat":
+            params = [self.tensor_qparams(t) for t in node.inputs]
+            out.attrs = {"axis": node.attrs["axis"], "in_scales": tuple(p[0] for p in params),
+                         "in_zero_points": tuple(p[1] for p in params), "y_scale": y_scale, "y_zero_point": y_zp,
+                         "y_signed": signed}
+        elif node.op_type == "GlobalAveragePool":
+            sx, zx = self.tensor_qparams(node.inputs[0])
+            out.attrs = {"x_scale": sx, "x_zero_point": zx, "y_scale": y_scale, "y_zero_point": y_zp,
+                         "qmin": self.qrange[0], "qmax": self.qrange[1], "y_signed": signed}
+        return out
+
+    def convert_anchor(self, node: Node, out: Node) -> Node:
+        const = self.g.constants
+        x_scale, x_zp = self.tensor_qparams(node.inputs[0])
+        y_scale, y_zp = self.tensor_qparams(node.outputs[0])
+        if node.op_type == "Conv":
+            w = const[node.inputs[1]]
+            bias = const[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] else None
+        elif node.op_type == "Gemm":
+            b = const[node.inputs[1]].astype(np.float64)
+            w = (b if node.attrs.get("transB", 0) else b.T) * node.attrs.get("alpha", 1.0)
+            c = node.inputs[2] if len(node.inputs) > 2 else ""
+            bias = None
+            if c:
+                bias = np.broadcast_to(const[c].reshape(-1).astype(np.float64), (w.shape[0],)) * node.attrs.get("beta", 1.0)
+        else:
+            w = const[node.inputs[1]].astype(np.float64).T
+            bias = None
+        w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.p.bits)
+        acc_scale = x_scale * w_scale
+        bias_q = None if bias is None else np.clip(np.rint(np.asarray(bias, np.float64) / acc_scale),
+                                                   -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+        multiplier, shift = quantize_multiplier(acc_scale / y_scale)
+        qmin, qmax = self.clamp(node, y_scale, y_zp)
+        base = node.name
+        names = {"w": f"{base}::w_q", "b": f"{base}::bias_q", "m": f"{base}::multiplier", "s": f"{base}::shift"}
+        const[names["w"]] = w_q
+        const[names["m"]], const[names["s"]] = multiplier, shift
+        inputs = [f"{node.inputs[0]}::q", names["w"], "", names["m"], names["s"]]
+        if bias_q is not None:
+            const[names["b"]] = bias_q
+            inputs[2] = names["b"]
+        out.inputs = inputs
+        out.quant = {"x_scale": x_scale, "x_zero_point": x_zp, "y_scale": y_scale, "y_zero_point": y_zp,
+                     "w_scale": w_scale.astype(np.float32)}
+        common = {"y_zero_point": y_zp, "qmin": qmin, "qmax": qmax, "y_signed": int(self.signed)}
+        if node.op_type == "Conv":
+            out.attrs = {k: v for k, v in node.attrs.items() if k in WINDOW_ATTRS}
+            out.attrs.update(x_zero_point=x_zp, **common)
+        else:
+            out.op_type = "Gemm"
+            out.attrs = {"a_zero_point": x_zp, **common}
+        return out
+
+
+def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dict, exclude=frozenset(),
+                activation_type: str = "uint8", first_layer: str = "int8", last_layer: str = "int8",
+                activation_bits: int | None = None) -> Graph:
+    """Return an integer copy of the fp32 ``graph``.
+
+    Parameters
+    ----------
+    graph : Graph
+        fp32 graph (BatchNorm folded, activations fused).
+    precision : Precision
+        int8 or intK: the weight bits.
+    ranges : dict
+        Calibration ranges ``{tensor: (lo, hi)}`` of the fp32 graph.
+    shapes : dict
+        Tensor shapes from one calibration sample (for eligibility checks).
+    exclude : set of str
+        Node names or op types kept in fp32.
+    activation_type : {"uint8", "int8"}
+        Asymmetric unsigned or symmetric signed activations.
+    first_layer, last_layer : {"int8", "fp32"}
+        Keep the first / last weighted layer in fp32.
+    activation_bits : int, optional
+        Activation bits (default: the weight bits).
+    """
+    if activation_type not in ("uint8", "int8"):
+        raise ValueError(f"activation_type must be 'uint8' or 'int8', got {activation_type!r}")
+    for label, value in (("first_layer", first_layer), ("last_layer", last_layer)):
+        if value not in ("int8", "fp32", precision.name):
+            raise ValueError(f"{label} must be 'int8' or 'fp32', got {value!r}")
+    bits = activation_bits or precision.bits
+    return _IntConverter(graph, precision, ranges, shapes, exclude, activation_type == "int8",
+                         "fp32" if first_layer == "fp32" else "int", "fp32" if last_layer == "fp32" else "int",
+                         bits).run()
