@@ -70,7 +70,10 @@ class Net:
         """Fill every layer's ``grads`` from the gradient of the loss w.r.t. the logits."""
         grads = {self.output: dout}
         for name, layer, inputs in reversed(self.nodes):
-            dxs = layer.backward(grads.pop(name))
+            dy = grads.pop(name, None)
+            if dy is None:  # the output of this node does not reach the loss
+                continue
+            dxs = layer.backward(dy)
             for i, dx in zip(inputs, dxs):
                 if i == self.INPUT or dx is None:
                     continue

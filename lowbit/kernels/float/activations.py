@@ -51,8 +51,15 @@ def _sigmoid_kernel(x, out):
 
 @jit(parallel=True)
 def _tanh_kernel(x, out):
+    # tanh|v| = (1 - e) / (1 + e) with e = exp(-2|v|), in float64 so the
+    # subtraction keeps float32 accuracy; below 1e-4, tanh v = v to 3e-9.
+    # (A vectorisable select: several times faster than math.tanh.)
     for i in prange(x.size):
-        out[i] = math.tanh(x[i])
+        v = np.float64(x[i])
+        a = abs(v)
+        e = np.exp(-2.0 * a)
+        t = a if a < 1e-4 else (1.0 - e) / (1.0 + e)
+        out[i] = t if v >= 0 else -t
 
 
 @jit(parallel=True)

@@ -28,6 +28,10 @@ from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, clamp, dot_tile, 
 
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
 _SMALL_K = 16
+# 3x3 stride-1 convolutions over at least this many (padded-width) output
+# positions per image run the direct kernel, which needs no im2col copy but
+# pays a fixed cost per pass that small planes do not amortise.
+_DIRECT_MIN_POSITIONS = 400
 # Floats in one im2col panel (96 KiB: stays in L2 while every channel tile sweeps it).
 _PANEL_FLOATS = 24576
 
@@ -110,6 +114,89 @@ def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, k
                                     for c in range(TILE_N):
                                         if jt + c < npos:
                                             y[o + c] = clamp(acc[r * TILE_N + c] + bv, lo, hi)
+
+
+@jit(fast=True)
+def _taps3x3(acc, npos, pitch, xp, off, row, col, wq):
+    """``acc[r, p] += sum_{i,j} wq[r, i, j] * xp[off + p + i*row + j*col]`` for 4 rows ``r``."""
+    a0 = acc[0:npos]
+    a1 = acc[pitch:pitch + npos]
+    a2 = acc[2 * pitch:2 * pitch + npos]
+    a3 = acc[3 * pitch:3 * pitch + npos]
+    xa = xp[off:]
+    xb = xp[off + row:]
+    xc = xp[off + 2 * row:]
+    c2 = 2 * col
+    # Weights in locals: loads inside the loop could alias acc and block vectorisation.
+    w00 = wq[0]; w01 = wq[1]; w02 = wq[2]; w03 = wq[3]; w04 = wq[4]; w05 = wq[5]; w06 = wq[6]; w07 = wq[7]; w08 = wq[8]
+    w10 = wq[9]; w11 = wq[10]; w12 = wq[11]; w13 = wq[12]; w14 = wq[13]; w15 = wq[14]; w16 = wq[15]; w17 = wq[16]; w18 = wq[17]
+    w20 = wq[18]; w21 = wq[19]; w22 = wq[20]; w23 = wq[21]; w24 = wq[22]; w25 = wq[23]; w26 = wq[24]; w27 = wq[25]; w28 = wq[26]
+    w30 = wq[27]; w31 = wq[28]; w32 = wq[29]; w33 = wq[30]; w34 = wq[31]; w35 = wq[32]; w36 = wq[33]; w37 = wq[34]; w38 = wq[35]
+    for p in range(npos):
+        x0 = xa[p]; x1 = xa[p + col]; x2 = xa[p + c2]
+        x3 = xb[p]; x4 = xb[p + col]; x5 = xb[p + c2]
+        x6 = xc[p]; x7 = xc[p + col]; x8 = xc[p + c2]
+        a0[p] += ((w00 * x0 + w01 * x1 + w02 * x2) + (w03 * x3 + w04 * x4 + w05 * x5)
+                  + (w06 * x6 + w07 * x7 + w08 * x8))
+        a1[p] += ((w10 * x0 + w11 * x1 + w12 * x2) + (w13 * x3 + w14 * x4 + w15 * x5)
+                  + (w16 * x6 + w17 * x7 + w18 * x8))
+        a2[p] += ((w20 * x0 + w21 * x1 + w22 * x2) + (w23 * x3 + w24 * x4 + w25 * x5)
+                  + (w26 * x6 + w27 * x7 + w28 * x8))
+        a3[p] += ((w30 * x0 + w31 * x1 + w32 * x2) + (w33 * x3 + w34 * x4 + w35 * x5)
+                  + (w36 * x6 + w37 * x7 + w38 * x8))
+
+
+@jit(parallel=True, fast=True)
+def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh, dw, ph, pw,
+                      ho, wo, split, nthreads, lo, hi):
+    cg = c_in // groups
+    m_out = groups * mg
+    blocks = mgp // 4
+    # Each input channel is copied into a zero-padded plane of row pitch `wpad`;
+    # outputs are computed at every column of that pitch (the last 2*dw of each
+    # row are discarded), so all taps are contiguous runs over positions.
+    wpad = wo + 2 * dw
+    plane = (ho + 2 * dh) * wpad
+    npos = (ho - 1) * wpad + wo
+    items = n_img * split
+    for t in prange(nthreads):
+        first = t * items // nthreads
+        last = (t + 1) * items // nthreads
+        xp = np.empty(c_in * plane, dtype=np.float32)
+        acc = np.empty(4 * npos, dtype=np.float32)
+        for item in range(first, last):
+            img = item // split
+            part = item % split
+            if item == first or part == 0:
+                for c in range(c_in):
+                    for r in range(ho + 2 * dh):
+                        ih = r - ph
+                        dst = xp[c * plane + r * wpad:c * plane + (r + 1) * wpad]
+                        if ih < 0 or ih >= h:
+                            for q in range(wpad):
+                                dst[q] = 0.0
+                        else:
+                            src = x[((img * c_in + c) * h + ih) * w_in:((img * c_in + c) * h + ih + 1) * w_in]
+                            for q in range(wpad):
+                                iw = q - pw
+                                dst[q] = src[iw] if 0 <= iw < w_in else np.float32(0.0)
+            for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
+                g = gb // blocks
+                m0 = (gb % blocks) * 4
+                for q in range(4 * npos):
+                    acc[q] = 0.0
+                for ci in range(cg):
+                    _taps3x3(acc, npos, npos, xp, (g * cg + ci) * plane, dh * wpad, dw,
+                             wq[(gb * cg + ci) * 36:(gb * cg + ci + 1) * 36])
+                for r in range(4):
+                    if m0 + r < mg:
+                        mo = g * mg + m0 + r
+                        bv = bias[mo]
+                        for oh in range(ho):
+                            dst = y[((img * m_out + mo) * ho + oh) * wo:((img * m_out + mo) * ho + oh + 1) * wo]
+                            src = acc[r * npos + oh * wpad:r * npos + oh * wpad + wo]
+                            for q in range(wo):
+                                dst[q] = clamp(src[q] + bv, lo, hi)
 
 
 @jit(parallel=True)
@@ -221,16 +308,26 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         return y
     lo, hi = np.float32(clip_min), np.float32(clip_max)
     kg = cg * kh_ * kw_
+    mg = m_out // group
+    nthreads = numba.get_num_threads()
+    if (kh_, kw_, sh, sw) == (3, 3, 1, 1) and mg >= TILE_M and (
+            kg <= _SMALL_K or ho * (wo + 2 * dw) >= _DIRECT_MIN_POSITIONS):
+        mgp = round_up(mg, 4)
+        wq = np.zeros((group, mgp, cg, 9), dtype=np.float32)
+        wq[:, :mg] = w.reshape(group, mg, cg, 9)
+        wq = np.ascontiguousarray(wq.reshape(group, mgp // 4, 4, cg, 9).transpose(0, 1, 3, 2, 4))
+        split = 1 if n_img >= nthreads else min(group * mgp // 4, -(-nthreads // n_img))
+        _direct3x3_kernel(x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                          group, mg, mgp, dh, dw, ph, pw, ho, wo, split, nthreads, lo, hi)
+        return y
     if kg <= _SMALL_K:
         _direct_kernel(x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
                        group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, lo, hi)
         return y
-    mg = m_out // group
     mgp = round_up(mg, TILE_M)
     kp = round_up(kg, K_ALIGN)
     wp = np.zeros((group, mgp, kp), dtype=np.float32)
     wp[:, :mg, :kg] = w.reshape(group, mg, cg, kh_, kw_).transpose(0, 1, 3, 4, 2).reshape(group, mg, kg)
-    nthreads = numba.get_num_threads()
     split = 1 if n_img >= nthreads else min(ho, -(-nthreads // n_img))
     rows_max = (-(-ho // split) - 1) * sh + (kh_ - 1) * dh + 1
     ws = (wo - 1) * sw + (kw_ - 1) * dw + 1

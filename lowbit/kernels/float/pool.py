@@ -2,9 +2,10 @@
 
 MaxPool and AveragePool take 2-D NCHW input (1-D NCL input runs as a 2-D pool
 of height 1); output sizes and pads come from
-:func:`lowbit.kernels.common.window_attributes`.  The kernels never build a
-padded copy: for each output position they work out which window taps land
-inside the input and loop over those only.
+:func:`lowbit.kernels.common.window_attributes`.  Both reductions are
+separable: per output row, the window's input rows are reduced into one
+padded line (-inf padding for MaxPool, 0 for AveragePool) by a contiguous,
+vectorised loop, then each output reduces ``kernel_w`` entries of that line.
 
 Window rules, checked against onnxruntime:
 
@@ -29,57 +30,78 @@ from lowbit.kernels.common import window_attributes
 
 @jit
 def _taps(start, dilation, kernel, limit):
-    """Taps ``t`` in ``[0, kernel)`` with ``0 <= start + t*dilation < limit``,
+    """Taps ``t`` of a window starting at ``start`` with ``0 <= start + t*dilation < limit``,
     as a half-open range ``(first, stop)``."""
     first = 0 if start >= 0 else (-start + dilation - 1) // dilation
-    if limit - 1 - start < 0:
-        return first, first
-    stop = min(kernel, (limit - 1 - start) // dilation + 1)
+    stop = 0 if start >= limit else min(kernel, (limit - 1 - start) // dilation + 1)
     return first, max(first, stop)
 
 
 @jit(parallel=True)
-def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
-    n, c, height, width = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n * c):
-        i, j = plane // c, plane % c
+def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width):
+    # x: (planes, H, W); out: (planes, OH, OW).  Max is separable: for each
+    # output row, a vertical max over the window's input rows (contiguous,
+    # vectorises) into a -inf padded line, then a horizontal max along it.
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    for p in prange(x.shape[0]):
+        line = np.full(line_width, -np.inf, dtype=np.float32)
+        inner = line[left:left + width]
         for oh in range(out_h):
-            h0 = oh * sh - ph
-            a0, a1 = _taps(h0, dh, kh, height)
+            start = oh * sh - top
+            first, stop = _taps(start, dh, kh, height)
+            inner[:] = -np.inf
+            for a in range(first, stop):
+                src = x[p, start + a * dh]
+                for c in range(width):
+                    inner[c] = max(inner[c], src[c])
+            row = out[p, oh]
             for ow in range(out_w):
-                w0 = ow * sw - pw
-                b0, b1 = _taps(w0, dw, kw, width)
-                best = -np.inf
-                for a in range(a0, a1):
-                    for b in range(b0, b1):
-                        v = x[i, j, h0 + a * dh, w0 + b * dw]
-                        if v > best:
-                            best = v
-                out[i, j, oh, ow] = best
+                row[ow] = line[ow * sw]
+            for b in range(1, kw):
+                for ow in range(out_w):
+                    row[ow] = max(row[ow], line[ow * sw + b * dw])
 
 
 @jit(parallel=True)
-def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, ph, pw, pad_h_end, pad_w_end, include_pad):
-    n, c, height, width = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(n * c):
-        i, j = plane // c, plane % c
+def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, row_scale, col_scale):
+    # As _max_pool_kernel, summing in float64 into a zero-padded line; the
+    # divisor is separable: y = sum * row_scale[oh] * col_scale[ow], with the
+    # scales 1/count (0 for a window with nothing to count) from the caller.
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    for p in prange(x.shape[0]):
+        line = np.zeros(line_width)
+        total = np.empty(out_w)
+        inner = line[left:left + width]
         for oh in range(out_h):
-            h0 = oh * sh - ph
-            a0, a1 = _taps(h0, dh, kh, height)
-            # Taps inside the padded extent; every window starts at or after -pad_begin.
-            pad_rows = _taps(h0 + ph, dh, kh, height + ph + pad_h_end)[1]
+            start = oh * sh - top
+            first, stop = _taps(start, dh, kh, height)
+            inner[:] = 0.0
+            for a in range(first, stop):
+                src = x[p, start + a * dh]
+                for c in range(width):
+                    inner[c] += src[c]
+            total[:] = 0.0
+            for b in range(kw):
+                for ow in range(out_w):
+                    total[ow] += line[ow * sw + b * dw]
+            row = out[p, oh]
             for ow in range(out_w):
-                w0 = ow * sw - pw
-                b0, b1 = _taps(w0, dw, kw, width)
-                pad_cols = _taps(w0 + pw, dw, kw, width + pw + pad_w_end)[1]
-                total = 0.0
-                for a in range(a0, a1):
-                    for b in range(b0, b1):
-                        total += x[i, j, h0 + a * dh, w0 + b * dw]
-                count = pad_rows * pad_cols if include_pad else (a1 - a0) * (b1 - b0)
-                out[i, j, oh, ow] = total / count if count > 0 else 0.0
+                row[ow] = total[ow] * row_scale[oh] * col_scale[ow]
+
+
+def _tap_scales(size, out, kernel, stride, dilation, begin, end, include_pad):
+    """Per output position on one axis, 1 / (number of taps the average counts):
+    taps inside the input, or (include_pad) inside ``[-begin, size + end)``."""
+    limit = size + end if include_pad else size
+    low = -begin if include_pad else 0
+    scales = np.zeros(out, dtype=np.float64)
+    for o in range(out):
+        start = o * stride - begin
+        count = sum(1 for t in range(kernel) if low <= start + t * dilation < limit)
+        scales[o] = 1.0 / count if count else 0.0
+    return scales
 
 
 def _window_setup(op, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
@@ -108,7 +130,13 @@ def _window_setup(op, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_
         x = x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
         kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
         begin, end, out_spatial = (0,) + begin, (0,) + end, (1,) + out_spatial
-    return np.ascontiguousarray(x), kernel, stride, dilation, begin, end, out_spatial, out_shape
+    planes = np.ascontiguousarray(x).reshape(-1, x.shape[2], x.shape[3])
+    return planes, kernel, stride, dilation, begin, end, out_spatial, out_shape
+
+
+def _line_width(width, kernel, stride, dilation, begin, out):
+    """Padded row that holds the input at offset ``begin`` and every window."""
+    return max(begin + width, (out - 1) * stride + (kernel - 1) * dilation + 1)
 
 
 def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
@@ -134,8 +162,8 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     """
     xs, k, s, d, begin, _, out_spatial, out_shape = _window_setup(
         "MaxPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    out = np.empty(xs.shape[:2] + tuple(out_spatial), dtype=np.float32)
-    _max_pool_kernel(xs, out, k[0], k[1], s[0], s[1], d[0], d[1], begin[0], begin[1])
+    out = np.empty((xs.shape[0],) + out_spatial, dtype=np.float32)
+    _max_pool_kernel(xs, out, *k, *s, *d, *begin, _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]))
     return out.reshape(out_shape)
 
 
@@ -162,9 +190,11 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     """
     xs, k, s, d, begin, end, out_spatial, out_shape = _window_setup(
         "AveragePool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    out = np.empty(xs.shape[:2] + tuple(out_spatial), dtype=np.float32)
-    _average_pool_kernel(xs, out, k[0], k[1], s[0], s[1], d[0], d[1], begin[0], begin[1],
-                         end[0], end[1], bool(count_include_pad))
+    scales = [_tap_scales(xs.shape[1 + i], out_spatial[i], k[i], s[i], d[i], begin[i], end[i],
+                          bool(count_include_pad)) for i in range(2)]
+    out = np.empty((xs.shape[0],) + out_spatial, dtype=np.float32)
+    _average_pool_kernel(xs, out, *k, *s, *d, *begin,
+                         _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]), *scales)
     return out.reshape(out_shape)
 
 
