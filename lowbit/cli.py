@@ -25,31 +25,29 @@ def positive_int(text: str) -> int:
     return value
 
 
-def load_input_array(path: str) -> np.ndarray:
-    """Read a ``.npy`` input (or an ``.npz`` dataset's ``x_test``) without pickle.
+def load_input_array(path: str, keys=("x_test", "x", "x_train")) -> np.ndarray:
+    """Read a ``.npy`` array, or the first of ``keys`` in an ``.npz`` dataset, without pickle.
 
-    uint8 images are scaled to float32 in [0, 1]; (N, H, W) gets a channel axis
-    and (N, H, W, C) is moved to NCHW.
+    uint8 images go through :func:`lowbit.data.preprocess` (``/255``, channel
+    axis first); other arrays are returned as stored.
     """
+    from .data import preprocess
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"input file not found: {p}")
     try:
         data = np.load(p, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"cannot read {p} as a numpy .npy/.npz file ({exc})") from None
+        raise InputError(f"cannot read {p} as a numpy .npy/.npz file ({str(exc).splitlines()[0]})") from None
     if isinstance(data, np.lib.npyio.NpzFile):
-        keys = list(data.keys())
-        key = next((k for k in ("x_test", "x", "x_train") if k in keys), None)
+        names = list(data.keys())
+        key = next((k for k in keys if k in names), None)
         if key is None:
-            raise InputError(f"{p} has keys {keys}; expected x_test, x or x_train")
+            raise InputError(f"{p} has keys {names}; expected one of {list(keys)}")
         data = data[key]
     if data.dtype == np.uint8:
-        data = data.astype(np.float32) / np.float32(255)
-        if data.ndim == 3:
-            data = data[:, None]
-        elif data.ndim == 4 and data.shape[-1] in (1, 3) and data.shape[1] not in (1, 3):
-            data = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
+        data = preprocess(data)
     return data
 
 
@@ -57,9 +55,11 @@ def cmd_run(args) -> int:
     from . import load
     from .io.atomic import save_npy, save_npz
 
-    if args.precision != "fp32":
-        raise LowbitError(f"precision {args.precision!r} needs a quantized .lowbit model; only fp32 runs an .onnx file")
     model = load(args.model)
+    stored = model.graph.metadata.get("precision", "fp32")
+    if args.precision and args.precision != stored:
+        raise LowbitError(f"{args.model} holds a {stored} model, not {args.precision}; "
+                          f"make one with: lowbit quantize MODEL.onnx --precision {args.precision} -o OUT.lowbit")
     x = load_input_array(args.input)
     start = time.perf_counter()
     result = model.run(x, batch_size=args.batch_size, threads=args.threads)
@@ -81,6 +81,47 @@ def cmd_run(args) -> int:
         print(line)
     if args.output:
         print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from . import load, quantize, save
+    from .precision import get as get_precision
+
+    try:
+        precision = get_precision(args.precision)
+    except ValueError as exc:
+        raise LowbitError(str(exc)) from None
+    model = load(args.model)
+    calibration = None
+    if args.calibration:
+        calibration = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))
+    options = {}
+    if not precision.is_float:
+        options = {"activation_type": args.activation_type, "first_layer": args.first_layer,
+                   "last_layer": args.last_layer}
+    exclude = [n for n in (args.exclude or "").split(",") if n]
+    quantized = quantize(model, precision, calibration=calibration, method=args.method,
+                         calibration_size=args.calibration_size, nodes_to_exclude=exclude, **options)
+    save(quantized, args.output)
+    size = Path(args.output).stat().st_size
+    original = Path(args.model).stat().st_size
+    print(f"wrote {args.output}: {precision.name}, {size:,} bytes ({size / original:.1%} of {args.model})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import onnx
+
+    from . import load
+    from .graph.onnx_export import export_onnx
+    from .io.atomic import atomic_path
+
+    model = load(args.model)
+    proto = export_onnx(model.graph)
+    with atomic_path(args.output) as tmp:
+        onnx.save(proto, str(tmp))
+    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset {proto.opset_import[0].version})")
     return 0
 
 
@@ -122,12 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("model", help="model file (.onnx)")
     run.add_argument("--input", required=True, help="input .npy (float32 NCHW, or uint8 images)")
     run.add_argument("--output", help="write the output to this .npy (or .npz for several outputs)")
-    run.add_argument("--precision", default="fp32", help="precision to run at (default fp32)")
+    run.add_argument("--precision", help="check that the model holds this precision (a .lowbit file from "
+                     "`lowbit quantize` carries its own)")
     run.add_argument("--batch-size", type=positive_int, default=None, help="largest batch run at once (default 256)")
     run.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
     run.set_defaults(func=cmd_run)
 
-    inspect = sub.add_parser("inspect", help="list layers, shapes, params and MACs")
+    quant = sub.add_parser("quantize", help="quantize an fp32 ONNX model into a .lowbit file")
+    quant.add_argument("model", help="fp32 model (.onnx)")
+    quant.add_argument("--precision", required=True, help="fp16, bf16, fp8-e4m3, fp8-e5m2, int8")
+    quant.add_argument("--calibration", help="calibration data: .npz (x_train, else x_test) or .npy")
+    quant.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"],
+                       help="activation range method (default minmax)")
+    quant.add_argument("--calibration-size", type=positive_int, default=1000,
+                       help="calibration samples used (default 1000)")
+    quant.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"],
+                       help="integer activations: uint8 asymmetric (default) or int8 symmetric")
+    quant.add_argument("--first-layer", default="int8", choices=["int8", "fp32"], help="first weighted layer's precision")
+    quant.add_argument("--last-layer", default="int8", choices=["int8", "fp32"], help="last weighted layer's precision")
+    quant.add_argument("--exclude", help="comma-separated node names or op types to keep in fp32")
+    quant.add_argument("-o", "--output", required=True, help="output .lowbit file")
+    quant.set_defaults(func=cmd_quantize)
+
+    export = sub.add_parser("export", help="export a .lowbit (or .onnx) model to ONNX (QDQ for integer models)")
+    export.add_argument("model")
+    export.add_argument("-o", "--output", required=True)
+    export.set_defaults(func=cmd_export)
+
+    inspect = sub.add_parser("inspect", help="list layers, shapes, params, MACs, precision and bytes")
     inspect.add_argument("model")
     inspect.set_defaults(func=cmd_inspect)
 

@@ -29,6 +29,9 @@ def read_npz(path, keys):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"dataset file not found: {path}; expected an .npz file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise InputError(f"{path} is not a readable .npz file (no zip header); expected a numpy .npz archive")
     try:
         with np.load(path, allow_pickle=False) as d:
             missing = [k for k in keys if k not in d.files]

@@ -84,7 +84,10 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     """
     from ..model import Model
 
-    spec = get_precision(precision)
+    try:
+        spec = get_precision(precision)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if method not in METHODS:
         raise InputError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     calibration = check_calibration(calibration)

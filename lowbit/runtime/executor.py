@@ -134,8 +134,9 @@ class Executor:
 
 
 def _kernel_kind(precision: str) -> str:
-    """Float storage formats compute with the fp32 kernels."""
-    return "fp32" if get_precision(precision).is_float else precision
+    """Registry key of a precision: float formats compute with the fp32 kernels, int2..int8 with the int8 ones."""
+    kind = get_precision(precision).kind
+    return {"float": "fp32", "int": "int8"}.get(kind, precision)
 
 
 def _batch_of(feeds: dict):

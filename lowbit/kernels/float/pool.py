@@ -71,8 +71,8 @@ def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, 
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
     for p in prange(x.shape[0]):
-        line = np.zeros(line_width)
-        total = np.empty(out_w)
+        line = np.zeros(line_width, dtype=np.float32)
+        total = np.empty(out_w, dtype=np.float32)
         inner = line[left:left + width]
         for oh in range(out_h):
             start = oh * sh - top
