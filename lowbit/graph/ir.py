@@ -96,10 +96,12 @@ class Graph:
 def count_params(graph: Graph, node: Node) -> int:
     """Number of float constant elements a node reads (its weights and biases).
 
-    Integer constants (shapes, axes, pads) are configuration, not parameters.
+    Integer constants (shapes, axes, pads) and float scalars (Clip bounds, Pad
+    values) are configuration, not parameters.
     """
     return int(sum(graph.constants[name].size for name in node.inputs
-                   if name in graph.constants and graph.constants[name].dtype.kind == "f"))
+                   if name in graph.constants and graph.constants[name].dtype.kind == "f"
+                   and graph.constants[name].ndim > 0))
 
 
 def describe(value: Any) -> str:

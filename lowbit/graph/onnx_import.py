@@ -136,10 +136,14 @@ class _Canonicalizer:
             value = attrs.pop("value", 0.0)
             inputs[1:] = [self.add_constant(name, "pads", np.array(pads, dtype=np.int64)),
                           self.add_constant(name, "value", np.float32(value))]
+        elif op == "ReduceMean" and opset < 18 and "axes" in attrs:
+            inputs[1:] = [self.add_constant(name, "axes", np.array(attrs.pop("axes"), dtype=np.int64))]
         elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
             inputs[1:] = [self.add_constant(name, "axes", np.array(attrs.pop("axes"), dtype=np.int64))]
         elif op == "Split" and opset < 13 and "split" in attrs:
             inputs[1:] = [self.add_constant(name, "split", np.array(attrs.pop("split"), dtype=np.int64))]
+        if op == "Split" and (len(inputs) < 2 or not inputs[1]) and "num_outputs" not in attrs:
+            attrs["num_outputs"] = self.n_outputs  # before opset 18: equal parts, one per output
         elif op in ("Softmax", "LogSoftmax") and opset < 13:
             attrs.setdefault("axis", 1)
             attrs["legacy_flatten"] = 1
@@ -222,14 +226,14 @@ def import_onnx(source, supported_ops) -> Graph:
             constants[proto.output[0]] = constant_node_value(proto, attrs)
             continue
         node_inputs = list(proto.input)
+        canonicalize.n_outputs = len(proto.output)
         canonicalize(op, name, node_inputs, attrs)
         while node_inputs and node_inputs[-1] == "":
             node_inputs.pop()
         nodes.append(Node(op, name, node_inputs, list(proto.output), attrs))
 
     if problems:
-        listed = "; ".join(f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
-                           for op, names in sorted(problems.items()))
+        listed = "; ".join(f"{op} (nodes: {', '.join(names)})" for op, names in sorted(problems.items()))
         raise UnsupportedOpError(f"unsupported operators: {listed}")
 
     graph = Graph(nodes=nodes, inputs=inputs, outputs=outputs, constants=constants,

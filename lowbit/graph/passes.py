@@ -65,9 +65,11 @@ def fold_shape_plumbing(graph: Graph, evaluate) -> None:
     for batch in (1, 2):
         feeds = {}
         for info in graph.inputs:
-            if info.shape is None or any(d is None for d in info.shape[1:]) or info.dtype is None:
+            if not info.shape or any(d is None for d in info.shape[1:]) or info.dtype is None:
                 return
-            feeds[info.name] = np.zeros((batch,) + tuple(info.shape[1:]), dtype=info.dtype)
+            # Only a dynamic leading dim is the batch; declared dims are fed as declared.
+            lead = batch if info.shape[0] is None else info.shape[0]
+            feeds[info.name] = np.zeros((lead,) + tuple(info.shape[1:]), dtype=info.dtype)
         probes.append(evaluate(graph, feeds, sorted(derived | reshape_data)))
     one, two = probes
     for name in derived:

@@ -7,7 +7,7 @@ tuple of arrays.
 """
 from __future__ import annotations
 
-from .float import activations, conv, elementwise, gemm, normalization, pool, shape_ops, softmax
+from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
 
 KERNELS = {
     # arithmetic, on Numba kernels
@@ -30,6 +30,7 @@ KERNELS = {
     ("AveragePool", "fp32"): pool.average_pool,
     ("GlobalAveragePool", "fp32"): pool.global_average_pool,
     ("GlobalMaxPool", "fp32"): pool.global_max_pool,
+    ("ReduceMean", "fp32"): reduce.reduce_mean,
     ("BatchNormalization", "fp32"): normalization.batch_normalization,
     ("LRN", "fp32"): normalization.lrn,
     ("Softmax", "fp32"): softmax.softmax,

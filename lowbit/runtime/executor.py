@@ -122,7 +122,7 @@ class Executor:
                     env.pop(name, None)
         missing = [n for n in names if n not in env]
         if missing:
-            raise KeyError(f"tensors {missing} were not computed; known: {sorted(env)[:20]}")
+            raise ExecutionError(f"tensors {missing} were not computed by any node")
         return {name: env[name] for name in names}
 
 

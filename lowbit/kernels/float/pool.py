@@ -65,7 +65,8 @@ def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width):
 
 @jit(parallel=True)
 def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, row_scale, col_scale):
-    # As _max_pool_kernel, summing in float64 into a zero-padded line; the
+    # As _max_pool_kernel, summing into a zero-padded line, in float32 like
+    # onnxruntime (a window holds few taps); the
     # divisor is separable: y = sum * row_scale[oh] * col_scale[ow], with the
     # scales 1/count (0 for a window with nothing to count) from the caller.
     height, width = x.shape[1], x.shape[2]
@@ -198,8 +199,10 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     return out.reshape(out_shape)
 
 
-@jit(parallel=True)
+@jit(parallel=True, fast=True)
 def _global_average_kernel(x, out):
+    # fast: lets the float64 sum vectorise; each row is summed by one thread,
+    # so the result does not depend on the thread count.
     for row in prange(x.shape[0]):
         total = 0.0
         for k in range(x.shape[1]):
@@ -210,10 +213,9 @@ def _global_average_kernel(x, out):
 @jit(parallel=True)
 def _global_max_kernel(x, out):
     for row in prange(x.shape[0]):
-        best = -np.inf
-        for k in range(x.shape[1]):
-            if x[row, k] > best:
-                best = x[row, k]
+        best = x[row, 0]
+        for k in range(1, x.shape[1]):
+            best = max(best, x[row, k])
         out[row] = best
 
 

@@ -16,10 +16,13 @@ def identity(x):
 
 
 def dropout(data, ratio=None, training_mode=None, *, seed=0):
-    """Inference-mode Dropout: ``y = x`` (training mode is rejected)."""
+    """Inference-mode Dropout: ``(y, mask) = (x, all True)`` (training mode is rejected).
+
+    The graph passes remove Dropout nodes whose mask nobody reads.
+    """
     if training_mode is not None and bool(np.asarray(training_mode)):
         raise ValueError("Dropout in training mode is not supported; lowbit runs inference")
-    return data
+    return data, np.ones(data.shape, dtype=bool)
 
 
 def flatten(x, *, axis=1):
@@ -108,10 +111,21 @@ def constant_of_shape(input, *, value=None):
     return np.full(tuple(int(s) for s in np.asarray(input).reshape(-1)), fill[0], dtype=fill.dtype)
 
 
+_FLOAT8_MAX = {onnx.TensorProto.FLOAT8E4M3FN: 448.0, onnx.TensorProto.FLOAT8E4M3FNUZ: 240.0,
+               onnx.TensorProto.FLOAT8E5M2: 57344.0, onnx.TensorProto.FLOAT8E5M2FNUZ: 57344.0}
+
+
 def cast(input, *, to, saturate=1):
-    """Convert to the ONNX element type ``to`` (numeric types only)."""
+    """Convert to the ONNX element type ``to``.
+
+    Casts to float8 with ``saturate=1`` (the default) clamp out-of-range values,
+    infinities included, to ``±max_finite``; NaN stays NaN.
+    """
     dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
-    return np.asarray(input).astype(dtype)
+    x = np.asarray(input)
+    if saturate and to in _FLOAT8_MAX and x.dtype.kind == "f":
+        x = np.clip(x.astype(np.float32), -_FLOAT8_MAX[to], _FLOAT8_MAX[to])
+    return x.astype(dtype)
 
 
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}

@@ -11,7 +11,9 @@ from lowbit.config import jit
 
 @jit(parallel=True)
 def _softmax_kernel(x, out, log):
-    # x, out: (outer, length, inner); normalise along the middle axis in float64.
+    # x, out: (outer, length, inner); normalise along the middle axis.  Each
+    # exp(x - max) is evaluated once in float64 and parked in `out` (float32)
+    # until the float64 sum is known.
     outer, length, inner = x.shape
     for o in prange(outer):
         peak = np.full(inner, -np.inf)
@@ -21,17 +23,22 @@ def _softmax_kernel(x, out, log):
         total = np.zeros(inner)
         for t in range(length):
             for k in range(inner):
-                total[k] += math.exp(x[o, t, k] - peak[k])
+                e = math.exp(x[o, t, k] - peak[k])
+                total[k] += e
+                if not log:
+                    out[o, t, k] = e
         if log:
             for k in range(inner):
-                total[k] = math.log(total[k])
+                total[k] = peak[k] + math.log(total[k])
             for t in range(length):
                 for k in range(inner):
-                    out[o, t, k] = x[o, t, k] - peak[k] - total[k]
+                    out[o, t, k] = x[o, t, k] - total[k]
         else:
+            for k in range(inner):
+                total[k] = 1.0 / total[k]
             for t in range(length):
                 for k in range(inner):
-                    out[o, t, k] = math.exp(x[o, t, k] - peak[k]) / total[k]
+                    out[o, t, k] = out[o, t, k] * total[k]
 
 
 def _normalise(op, x, axis, legacy_flatten, log):
