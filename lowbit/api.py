@@ -8,6 +8,10 @@ from .graph.passes import optimize
 from .io import container
 from .kernels.registry import SUPPORTED_OPS, kernel_for
 from .model import Model
+from .precision import get as get_precision
+from .quant.convert_int import convert_int
+from .quant.qdq_import import QDQ_OPS, is_qdq, lower_qdq
+from .quant.quantize import sample_shapes
 from .runtime.executor import evaluate
 
 
@@ -36,10 +40,25 @@ def load(source, *, optimize_graph: bool = True) -> Model:
     label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if label is not None and container.is_container(label):
         return Model(container.load_graph(label), source=label)
-    graph = import_onnx(source, SUPPORTED_OPS)
+    graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
+    if is_qdq(graph):
+        return _load_qdq(graph, label)
     if optimize_graph:
         optimize(graph, kernel_for, evaluate)
     return Model(graph, source=label)
+
+
+def _load_qdq(graph, label) -> Model:
+    """A QDQ model runs on the integer kernels with the quantization parameters it carries."""
+    graph, qparams, weights = lower_qdq(graph)
+    optimize(graph, kernel_for, evaluate)
+    fp32 = Model(graph, source=label)
+    shapes = sample_shapes(fp32, None) if all(i.shape and None not in i.shape[1:] for i in graph.inputs) else {}
+    signed = {p[2] for p in qparams.values()}
+    int_graph = convert_int(graph, get_precision("int8"), {}, shapes=shapes, fixed_qparams=qparams,
+                            fixed_weights=weights, activation_type="int8" if signed == {1} else "uint8")
+    int_graph.metadata["source_format"] = "onnx-qdq"
+    return Model(int_graph, source=label)
 
 
 def save(model: Model, path) -> None:

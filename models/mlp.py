@@ -3,7 +3,7 @@ affine(128->10)."""
 from lowbit.train.layers import Affine, Flatten, ReLU
 from lowbit.train.net import Net
 
-RECIPE = dict(epochs=3, batch_size=100, optimizer="adam", lr=1e-3, schedule="cosine", min_lr=1e-5,
+RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, schedule="cosine", min_lr=1e-5,
               max_shift=0, max_rotate=0.0)
 
 

@@ -62,7 +62,8 @@ def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple:
 
 class _IntConverter:
     def __init__(self, graph: Graph, precision: Precision, ranges: dict, shapes: dict, exclude,
-                 activation_signed: bool, first_layer: str, last_layer: str, activation_bits: int):
+                 activation_signed: bool, first_layer: str, last_layer: str, activation_bits: int,
+                 fixed_qparams=None, fixed_weights=None):
         self.src = graph
         self.g = copy.deepcopy(graph)
         self.p = precision
@@ -74,7 +75,8 @@ class _IntConverter:
         self.qrange = (-(1 << (activation_bits - 1)), (1 << (activation_bits - 1)) - 1) if activation_signed \
             else (0, (1 << activation_bits) - 1)
         self.first_layer, self.last_layer = first_layer, last_layer
-        self.qparams = {}
+        self.qparams = {name: (float(p[0]), int(p[1])) for name, p in (fixed_qparams or {}).items()}
+        self.fixed_weights = fixed_weights or {}
 
     # ---- decisions ---------------------------------------------------------------------
     def eligible_anchor(self, node: Node) -> bool:
@@ -118,7 +120,9 @@ class _IntConverter:
                     ok = ok and len(data) == 2 and self.shapes.get(data[0]) == self.shapes.get(data[1])
             else:
                 ok = False
-            if ok and not all(o in self.ranges for o in node.outputs if o):
+            if ok and not all(self.known(o) for o in node.outputs if o):
+                ok = False
+            if ok and node.op_type in ANCHORS and not self.known(node.inputs[0]):
                 ok = False
             if ok:
                 int_nodes.add(node.name)
@@ -129,6 +133,10 @@ class _IntConverter:
         if node.op_type in ANCHORS or node.op_type in PASSTHROUGH:
             return [node.inputs[0]] if node.inputs and node.inputs[0] not in self.g.constants else []
         return [n for n in node.inputs if n and n not in self.g.constants]
+
+    def known(self, name: str) -> bool:
+        """Whether tensor ``name`` has quantization parameters (calibrated or fixed)."""
+        return name in self.qparams or name in self.ranges
 
     def tensor_qparams(self, name: str) -> tuple:
         if name not in self.qparams:
@@ -229,7 +237,12 @@ class _IntConverter:
         else:
             w = const[node.inputs[1]].astype(np.float64).T
             bias = None
-        w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.p.bits)
+        fixed = self.fixed_weights.get(node.inputs[1])
+        if fixed is not None and fixed[2] == 0 and (node.op_type == "Conv" or node.attrs.get("transB", 0)) \
+                and node.attrs.get("alpha", 1.0) == 1.0:
+            w_q, w_scale = fixed[0], fixed[1]
+        else:
+            w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.p.bits)
         acc_scale = x_scale * w_scale
         bias_q = None if bias is None else np.clip(np.rint(np.asarray(bias, np.float64) / acc_scale),
                                                    -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
@@ -258,7 +271,7 @@ class _IntConverter:
 
 def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dict, exclude=frozenset(),
                 activation_type: str = "uint8", first_layer: str = "int8", last_layer: str = "int8",
-                activation_bits: int | None = None) -> Graph:
+                activation_bits: int | None = None, fixed_qparams=None, fixed_weights=None) -> Graph:
     """Return an integer copy of the fp32 ``graph``.
 
     Parameters
@@ -279,6 +292,10 @@ def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dic
         Keep the first / last weighted layer in fp32.
     activation_bits : int, optional
         Activation bits (default: the weight bits).
+    fixed_qparams : dict, optional
+        ``{tensor: (scale, zero_point, signed)}`` to use instead of calibration (QDQ import).
+    fixed_weights : dict, optional
+        ``{float constant: (q, per-channel scale, axis)}`` to reuse as the integer weights.
     """
     if activation_type not in ("uint8", "int8"):
         raise ValueError(f"activation_type must be 'uint8' or 'int8', got {activation_type!r}")
@@ -286,6 +303,6 @@ def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dic
         if value not in ("int8", "fp32", precision.name):
             raise ValueError(f"{label} must be 'int8' or 'fp32', got {value!r}")
     bits = activation_bits or precision.bits
-    return _IntConverter(graph, precision, ranges, shapes, exclude, activation_type == "int8",
+    return _IntConverter(graph, precision, ranges or {}, shapes, exclude, activation_type == "int8",
                          "fp32" if first_layer == "fp32" else "int", "fp32" if last_layer == "fp32" else "int",
-                         bits).run()
+                         bits, fixed_qparams, fixed_weights).run()

@@ -36,6 +36,9 @@ def calibration_batches(model, calibration, batch_size: int = 256):
 def sample_shapes(model, calibration) -> dict:
     """Shapes of every tensor for one calibration sample."""
     shapes = {}
+    if calibration is None:
+        calibration = {i.name: np.zeros((1,) + tuple(i.shape[1:]), dtype=i.dtype or np.float32)
+                       for i in model.graph.inputs}
     feeds = {k: v[:1] for k, v in model.check_inputs(calibration).items()}
     shapes.update({k: v.shape for k, v in feeds.items()})
 

@@ -28,10 +28,9 @@ from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, clamp, dot_tile, 
 
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
 _SMALL_K = 16
-# 3x3 stride-1 convolutions over at least this many (padded-width) output
-# positions per image run the direct kernel, which needs no im2col copy but
-# pays a fixed cost per pass that small planes do not amortise.
-_DIRECT_MIN_POSITIONS = 400
+# The direct 3x3 kernel stacks images until a pass covers about this many
+# positions (4 accumulator rows of it stay in L1).
+_STACK_POSITIONS = 1536
 # Floats in one im2col panel (96 KiB: stays in L2 while every channel tile sweeps it).
 _PANEL_FLOATS = 24576
 
@@ -149,55 +148,62 @@ def _taps3x3(acc, npos, pitch, xp, off, row, wq):
 
 @jit(parallel=True, fast=True)
 def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh, ph, pw,
-                      ho, wo, split, nthreads, lo, hi):
+                      ho, wo, pitch, gap, stack, split, nthreads, lo, hi):
     cg = c_in // groups
     m_out = groups * mg
     blocks = mgp // 4
-    # Each input channel is copied into a zero-padded plane of row pitch `wpad`;
-    # outputs are computed at every column of that pitch (the last 2 of each
-    # row are discarded), so every tap is a contiguous run over positions.
-    wpad = wo + 2
-    plane = (ho + 2 * dh) * wpad
-    npos = (ho - 1) * wpad + wo
-    items = n_img * split
+    # `stack` images are laid out one under the other in a zero-filled plane per
+    # input channel: rows of `pitch` >= w_in + pad floats, `gap` zero rows
+    # between images (one gap serves as the bottom pad of an image and the top
+    # pad of the next, one run of zero columns as the right and left pads).
+    # Outputs are computed at every position of that plane, border ones
+    # included and discarded, so each tap is one contiguous run.
+    rows = h + gap
+    plane = (stack * rows + gap + 1) * pitch
+    npos = ((stack - 1) * rows + ho - 1) * pitch + wo
+    base = (gap - ph) * pitch
+    stacks = (n_img + stack - 1) // stack
+    items = stacks * split
     for t in prange(nthreads):
         first = t * items // nthreads
         last = (t + 1) * items // nthreads
         xp = np.empty(c_in * plane, dtype=np.float32)
         acc = np.empty(4 * npos, dtype=np.float32)
         for item in range(first, last):
-            img = item // split
+            img0 = (item // split) * stack
+            count = min(stack, n_img - img0)
             part = item % split
             if item == first or part == 0:
-                for c in range(c_in):
-                    for r in range(ho + 2 * dh):
-                        ih = r - ph
-                        dst = xp[c * plane + r * wpad:c * plane + (r + 1) * wpad]
-                        if ih < 0 or ih >= h:
-                            for q in range(wpad):
-                                dst[q] = 0.0
-                        else:
-                            src = x[((img * c_in + c) * h + ih) * w_in:((img * c_in + c) * h + ih + 1) * w_in]
-                            for q in range(wpad):
-                                iw = q - pw
-                                dst[q] = src[iw] if 0 <= iw < w_in else np.float32(0.0)
+                for q in range(c_in * plane):
+                    xp[q] = 0.0
+                for k in range(count):
+                    for c in range(c_in):
+                        for ih in range(h):
+                            o = c * plane + (gap + k * rows + ih) * pitch + pw
+                            dst = xp[o:o + w_in]
+                            src = x[((img0 + k) * c_in + c) * h * w_in + ih * w_in:][:w_in]
+                            for q in range(w_in):
+                                dst[q] = src[q]
             for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
                 g = gb // blocks
                 m0 = (gb % blocks) * 4
                 for q in range(4 * npos):
                     acc[q] = 0.0
                 for ci in range(cg):
-                    _taps3x3(acc, npos, npos, xp, (g * cg + ci) * plane, dh * wpad,
+                    _taps3x3(acc, npos, npos, xp, (g * cg + ci) * plane + base, dh * pitch,
                              wq[(gb * cg + ci) * 36:(gb * cg + ci + 1) * 36])
                 for r in range(4):
                     if m0 + r < mg:
                         mo = g * mg + m0 + r
                         bv = bias[mo]
-                        for oh in range(ho):
-                            dst = y[((img * m_out + mo) * ho + oh) * wo:((img * m_out + mo) * ho + oh + 1) * wo]
-                            src = acc[r * npos + oh * wpad:r * npos + oh * wpad + wo]
-                            for q in range(wo):
-                                dst[q] = clamp(src[q] + bv, lo, hi)
+                        for k in range(count):
+                            for oh in range(ho):
+                                o = (((img0 + k) * m_out + mo) * ho + oh) * wo
+                                dst = y[o:o + wo]
+                                a = r * npos + (k * rows + oh) * pitch
+                                src = acc[a:a + wo]
+                                for q in range(wo):
+                                    dst[q] = clamp(src[q] + bv, lo, hi)
 
 
 @jit(parallel=True)
@@ -311,15 +317,21 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     kg = cg * kh_ * kw_
     mg = m_out // group
     nthreads = numba.get_num_threads()
-    if (kh_, kw_, sh, sw, dw) == (3, 3, 1, 1, 1) and mg >= TILE_M and (
-            kg <= _SMALL_K or ho * (wo + 2) >= _DIRECT_MIN_POSITIONS):
+    if (kh_, kw_, sh, sw, dw) == (3, 3, 1, 1, 1) and mg >= TILE_M:
         mgp = round_up(mg, 4)
         wq = np.zeros((group, mgp, cg, 9), dtype=np.float32)
         wq[:, :mg] = w.reshape(group, mg, cg, 9)
         wq = np.ascontiguousarray(wq.reshape(group, mgp // 4, 4, cg, 9).transpose(0, 1, 3, 2, 4))
-        split = 1 if n_img >= nthreads else min(group * mgp // 4, -(-nthreads // n_img))
+        pad_w_end = wo + 2 - w_in - pw
+        pad_h_end = ho + 2 * dh - h - ph
+        pitch = max(w_in + max(pw, pad_w_end), wo)
+        gap = max(ph, pad_h_end, 0)
+        per_image = (h + gap) * pitch
+        stack = max(1, min(_STACK_POSITIONS // per_image, -(-n_img // nthreads)))
+        stacks = -(-n_img // stack)
+        split = 1 if stacks >= nthreads else min(group * mgp // 4, -(-nthreads // stacks))
         _direct3x3_kernel(x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
-                          group, mg, mgp, dh, ph, pw, ho, wo, split, nthreads, lo, hi)
+                          group, mg, mgp, dh, ph, pw, ho, wo, pitch, gap, stack, split, nthreads, lo, hi)
         return y
     if kg <= _SMALL_K:
         _direct_kernel(x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,

@@ -125,7 +125,7 @@ def _binary_op(op, a, b):
     size = flat_out.size
     if size == 0:
         return out
-    if a.shape == b.shape:
+    if a.size == b.size == size:   # both hold the whole output, in the same order
         _same_shape_kernel(_flat(a), _flat(b), flat_out, op)
         return out
     for big, small, small_first in ((a, b, False), (b, a, True)):

@@ -65,10 +65,10 @@ def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width):
 
 @jit(parallel=True)
 def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, row_scale, col_scale):
-    # As _max_pool_kernel, summing into a zero-padded line, in float32 like
-    # onnxruntime (a window holds few taps); the
-    # divisor is separable: y = sum * row_scale[oh] * col_scale[ow], with the
-    # scales 1/count (0 for a window with nothing to count) from the caller.
+    # As _max_pool_kernel, summing into a zero-padded line (in float32, like
+    # onnxruntime: a window holds few taps).  The divisor is separable too:
+    # y = sum * row_scale[oh] * col_scale[ow], the scales being 1/count (0 for
+    # a window with nothing to count) from the caller.
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
     for p in prange(x.shape[0]):
