@@ -40,11 +40,12 @@ def _round_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate, inv_scal
                 r = max_finite if r > 0 else -max_finite
             else:
                 r = math.inf if r > 0 else -math.inf
-        flat_out[i] = np.float32(r * scale)
+        # the scale multiplies in fp32, exactly as decode() does
+        flat_out[i] = np.float32(r) * np.float32(scale)
     return overflow
 
 
-def round_to_format(x, precision: Precision, scale: float = 1.0):
+def round_to_format(x, precision: Precision, scale: float = 1.0, *, unscaled: bool = False):
     """Round ``x`` to the float format ``precision``; return ``(y, n_overflow)``.
 
     Parameters
@@ -53,7 +54,10 @@ def round_to_format(x, precision: Precision, scale: float = 1.0):
     precision : Precision
         A float precision (fp32 returns ``x`` unchanged).
     scale : float
-        Per-tensor scale ``s``: ``y = s · round(x / s)`` (fp8).
+        Per-tensor scale ``s`` (fp8): ``y = fp32(fmt(x / s)) · fp32(s)``, where
+        ``x / s`` is computed in float64 and the product in float32.
+    unscaled : bool
+        Return ``fmt(x / s)`` itself (the format's values, before the scale).
 
     Returns
     -------
@@ -67,26 +71,8 @@ def round_to_format(x, precision: Precision, scale: float = 1.0):
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty_like(x)
     count = _round_kernel(x, out, precision.mantissa_bits, precision.min_normal_exponent,
-                          precision.max_finite, precision.saturates, 1.0 / scale, float(scale))
+                          precision.max_finite, precision.saturates, 1.0 / scale, 1.0 if unscaled else float(scale))
     return out, int(count)
-
-
-def _fp8_code(value: float, precision: Precision) -> int:
-    """Bit pattern of one fp8 value already on the grid."""
-    m, bias = precision.mantissa_bits, (1 << (precision.exponent_bits - 1)) - 1
-    sign = 0x80 if math.copysign(1.0, value) < 0 else 0
-    a = abs(value)
-    if a != a:
-        return 0x7F
-    if a == math.inf:
-        return sign | (((1 << precision.exponent_bits) - 1) << m)
-    if a == 0:
-        return sign
-    _, e2 = math.frexp(a)
-    e = e2 - 1
-    if e < precision.min_normal_exponent:
-        return sign | int(round(a / 2.0 ** (precision.min_normal_exponent - m)))
-    return sign | ((e + bias) << m) | int(round((a / 2.0 ** e - 1.0) * (1 << m)))
 
 
 def fp8_table(precision: Precision) -> np.ndarray:
@@ -110,19 +96,25 @@ def fp8_table(precision: Precision) -> np.ndarray:
 
 def encode(x, precision: Precision, scale: float = 1.0) -> np.ndarray:
     """Storage form of ``x`` in ``precision``: float16, bf16 bits (uint16) or fp8 codes (uint8)."""
-    y, _ = round_to_format(x, precision, scale)
     if precision.name == "fp16":
-        return y.astype(np.float16)
+        return round_to_format(x, precision)[0].astype(np.float16)
     if precision.name == "bf16":
-        return (y.view(np.uint32) >> 16).astype(np.uint16)
-    if precision.bits == 8:
-        unscaled = (y.astype(np.float64) / scale).reshape(-1)
-        table = fp8_table(precision)
-        lookup = {float(v): c for c, v in enumerate(table) if np.isfinite(v)}
-        codes = np.array([lookup[float(v)] if np.isfinite(v) and float(v) in lookup else _fp8_code(float(v), precision)
-                          for v in unscaled], dtype=np.uint8)
-        return codes.reshape(y.shape)
-    raise ValueError(f"{precision.name} has no float storage encoding")
+        return (round_to_format(x, precision)[0].view(np.uint32) >> 16).astype(np.uint16)
+    if precision.bits != 8:
+        raise ValueError(f"{precision.name} has no float storage encoding")
+    values, _ = round_to_format(x, precision, scale, unscaled=True)
+    flat = values.reshape(-1)
+    table = fp8_table(precision)
+    # Codes 0 .. n-1 are the non-negative finite values in increasing order; bit 7 is the sign.
+    n_finite = int(np.searchsorted(table[:128], precision.max_finite, side="right"))
+    positive = table[:n_finite]
+    magnitude = np.abs(flat)
+    codes = np.minimum(np.searchsorted(positive, magnitude), n_finite - 1).astype(np.uint8)
+    codes |= np.signbit(flat).astype(np.uint8) << 7
+    inf_code = ((1 << precision.exponent_bits) - 1) << precision.mantissa_bits
+    codes[np.isinf(flat)] = (np.signbit(flat[np.isinf(flat)]).astype(np.uint8) << 7) | inf_code
+    codes[np.isnan(flat)] = 0x7F
+    return codes.reshape(values.shape)
 
 
 def decode(stored: np.ndarray, precision: Precision, scale: float = 1.0) -> np.ndarray:

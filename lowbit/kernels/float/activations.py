@@ -5,8 +5,6 @@ and a numpy expression for other dtypes.  NaN propagates through every op.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
@@ -53,7 +51,7 @@ def _sigmoid_kernel(x, out):
 def _tanh_kernel(x, out):
     # tanh|v| = (1 - e) / (1 + e) with e = exp(-2|v|), in float64 so the
     # subtraction keeps float32 accuracy; below 1e-4, tanh v = v to 3e-9.
-    # (A vectorisable select: several times faster than math.tanh.)
+    # Measured several times faster than math.tanh, which Numba runs in float64.
     for i in prange(x.size):
         v = np.float64(x[i])
         a = abs(v)

@@ -297,10 +297,11 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                          f" need C == C/group * group and M divisible by group")
     if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh_, kw_):
         raise ValueError(f"Conv kernel_shape {tuple(kernel_shape)} disagrees with weights {w.shape}")
+    for name, values in (("strides", strides), ("dilations", dilations)):
+        if values is not None and (len(values) != 2 or min(int(v) for v in values) < 1):
+            raise ValueError(f"Conv {name} must be 2 positive integers for a 2-D input, got {list(values)}")
     _, (sh, sw), (dh, dw), (ph, pw), _, (ho, wo) = window_attributes(
         x.shape, (kh_, kw_), strides, dilations, pads, auto_pad)
-    if min(sh, sw, dh, dw) < 1:
-        raise ValueError(f"Conv strides {strides} and dilations {dilations} must be positive")
     if ho < 1 or wo < 1:
         raise ValueError(f"Conv output would be empty: input {x.shape}, kernel {(kh_, kw_)},"
                          f" pads {pads}, strides {strides}, dilations {dilations}")

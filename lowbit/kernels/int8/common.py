@@ -1,0 +1,92 @@
+"""Checks and the requantization step shared by the int8 kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from lowbit.config import jit
+
+_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
+
+
+@jit
+def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
+    """``clamp(zero_point + ((acc * M0 + 2^(n-1)) >> n), qmin, qmax)`` in int64.
+
+    The rule of :mod:`lowbit.quant.fixed_point`; ``>>`` is an arithmetic
+    shift, so ties round toward +inf.
+    """
+    v = ((np.int64(acc) * multiplier + (np.int64(1) << (shift - 1))) >> shift) + zero_point
+    if v < qmin:
+        return qmin
+    if v > qmax:
+        return qmax
+    return v
+
+
+def activation(op, name, x):
+    """``x`` as a C-contiguous uint8 or int8 array, or a ValueError naming what is accepted."""
+    x = np.asarray(x)
+    if x.dtype not in _RANGES:
+        raise ValueError(f"{op}: input {name!r} must be uint8 or int8, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def zero_point_of(op, name, zero_point, dtype):
+    """The zero point as an int, checked against the range of ``dtype``."""
+    lo, hi = _RANGES[np.dtype(dtype)]
+    zp = np.asarray(zero_point)
+    if zp.size != 1:
+        raise ValueError(f"{op}: {name} must be a single value (per-tensor), got shape {zp.shape}")
+    zp = zp.reshape(-1)[0]
+    if not float(zp).is_integer() or not lo <= int(zp) <= hi:
+        raise ValueError(f"{op}: {name}={zp!r} is not an integer in [{lo}, {hi}] ({np.dtype(dtype)})")
+    return int(zp)
+
+
+def output_dtype(y_signed):
+    """int8 when ``y_signed`` is set, else uint8."""
+    return np.dtype(np.int8) if int(y_signed) else np.dtype(np.uint8)
+
+
+def output_range(op, qmin, qmax, dtype):
+    """``(qmin, qmax)`` as ints, checked to be a non-empty sub-range of ``dtype``."""
+    lo, hi = _RANGES[np.dtype(dtype)]
+    qmin, qmax = int(qmin), int(qmax)
+    if not lo <= qmin <= qmax <= hi:
+        raise ValueError(f"{op}: clamp [qmin, qmax] = [{qmin}, {qmax}] must be a non-empty range"
+                         f" inside [{lo}, {hi}] ({np.dtype(dtype)} output)")
+    return qmin, qmax
+
+
+def per_channel(op, name, values, m, dtype=np.int64):
+    """A per-output-channel array of length ``m`` (a scalar is broadcast)."""
+    arr = np.asarray(values)
+    if arr.size == 1:
+        arr = np.full(m, arr.reshape(-1)[0])
+    arr = arr.reshape(-1)
+    if arr.shape != (m,):
+        raise ValueError(f"{op}: {name} has {arr.size} entries; expected one per output channel ({m})")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{op}: {name} must be integer, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def requant_params(op, multiplier, shift, m):
+    """Checked int64 ``(M0, n)`` per output channel."""
+    m0 = per_channel(op, "multiplier", multiplier, m)
+    n = per_channel(op, "shift", shift, m)
+    if np.any(m0 < 0) or np.any(m0 >= 1 << 31):
+        raise ValueError(f"{op}: multiplier entries must be in [0, 2^31), got min {m0.min()}, max {m0.max()}")
+    if np.any(n < 1) or np.any(n > 62):
+        raise ValueError(f"{op}: shift entries must be in [1, 62], got min {n.min()}, max {n.max()}")
+    return m0, n
+
+
+def bias_of(op, bias_q, m):
+    """int32 bias per output channel (zeros when ``bias_q`` is None)."""
+    if bias_q is None:
+        return np.zeros(m, dtype=np.int32)
+    b = np.asarray(bias_q)
+    if b.dtype != np.int32:
+        raise ValueError(f"{op}: bias must be int32, got {b.dtype}")
+    return per_channel(op, "bias", b, m, dtype=np.int32)
