@@ -119,6 +119,18 @@ def rich_net():
     return net
 
 
+def test_onnx_export_drops_a_trailing_dropout(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    net = tiny_net()
+    net.add("drop_out", Dropout(0.5, net.dropout_rng))  # the book's deep CNN ends with a Dropout
+    path = str(tmp_path / "tiny.onnx")
+    model = export_onnx(net, path)
+    assert [o.name for o in model.graph.output] == ["logits"]
+    x = tiny_data(7)[0]
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, net.forward(x), atol=1e-5)
+
+
 def test_onnx_export_matches_trainer_in_onnxruntime(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     net = rich_net()
@@ -135,7 +147,8 @@ def test_onnx_export_matches_trainer_in_onnxruntime(tmp_path):
     model = export_onnx(net, path)
     assert 13 <= model.opset_import[0].version <= 17
     ops = {n.op_type for n in model.graph.node}
-    assert {"BatchNormalization", "Identity", "Add", "Concat", "AveragePool", "GlobalAveragePool"} <= ops
+    assert {"BatchNormalization", "Add", "Concat", "AveragePool", "GlobalAveragePool"} <= ops
+    assert not ops & {"Dropout", "Identity"}  # dropout is omitted at inference
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x})[0]
     np.testing.assert_allclose(got, net.forward(x), atol=1e-5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 
-def resolve_pads(spatial_shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode=0):
+def resolve_pads(spatial_shape, kernel_shape, strides, dilations, pads, auto_pad):
     """Explicit begin/end pads for a windowed op, following the ONNX spec.
 
     Parameters
@@ -27,6 +27,8 @@ def resolve_pads(spatial_shape, kernel_shape, strides, dilations, pads, auto_pad
     """
     rank = len(spatial_shape)
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise ValueError(f"unknown auto_pad {auto_pad!r}; expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
         for size, k, s, d in zip(spatial_shape, kernel_shape, strides, dilations):
@@ -40,8 +42,6 @@ def resolve_pads(spatial_shape, kernel_shape, strides, dilations, pads, auto_pad
         return tuple(begin), tuple(end)
     if auto_pad == "VALID" or pads is None:
         return (0,) * rank, (0,) * rank
-    if auto_pad not in ("NOTSET", ""):
-        raise ValueError(f"unknown auto_pad {auto_pad!r}; expected NOTSET, VALID, SAME_UPPER or SAME_LOWER")
     return tuple(int(p) for p in pads[:rank]), tuple(int(p) for p in pads[rank:])
 
 

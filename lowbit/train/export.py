@@ -6,13 +6,15 @@ import os
 import onnx
 from onnx import TensorProto, helper
 
+from lowbit.train.layers import Dropout
+
 OPSET = 13
 
 
 def to_onnx(net, name="lowbit_net", doc=""):
     """Build the ONNX model of ``net`` in inference mode.
 
-    Dropout becomes ``Identity``, BatchNorm becomes ``BatchNormalization`` with the
+    Dropout is omitted (it is the identity at inference), BatchNorm becomes ``BatchNormalization`` with the
     running statistics. Input ``"input"`` is float32 ``(N, C, H, W)`` with a symbolic
     batch; the single output ``"logits"`` is float32 ``(N, classes)`` (no softmax).
 
@@ -21,9 +23,20 @@ def to_onnx(net, name="lowbit_net", doc=""):
     onnx.ModelProto
     """
     nodes, inits = [], []
-    rename = {net.INPUT: "input", net.output: "logits"}
+    alias = {}  # a Dropout's output is its input
     for node_name, layer, inputs in net.nodes:
-        ns, ts = layer.onnx([rename.get(i, i) for i in inputs], rename.get(node_name, node_name), node_name)
+        if isinstance(layer, Dropout):
+            alias[node_name] = alias.get(inputs[0], inputs[0])
+    rename = {net.INPUT: "input", alias.get(net.output, net.output): "logits"}
+
+    def onnx_name(t):
+        t = alias.get(t, t)
+        return rename.get(t, t)
+
+    for node_name, layer, inputs in net.nodes:
+        if isinstance(layer, Dropout):
+            continue
+        ns, ts = layer.onnx([onnx_name(i) for i in inputs], onnx_name(node_name), node_name)
         nodes += ns
         inits += ts
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *net.input_shape])

@@ -240,4 +240,5 @@ def matmul(a, b):
         y = y[..., 0, :]
     if b.ndim == 1:
         y = y[..., 0]
-    return np.ascontiguousarray(y)
+    # (np.ascontiguousarray would turn a 0-d result into shape (1,).)
+    return y if y.flags.c_contiguous else y.copy()

@@ -59,10 +59,10 @@ def output_range(op, qmin, qmax, dtype):
 
 
 def per_channel(op, name, values, m, dtype=np.int64):
-    """A per-output-channel array of length ``m`` (a scalar is broadcast)."""
+    """A per-output-channel array of length ``m`` (a 0-d scalar is broadcast)."""
     arr = np.asarray(values)
-    if arr.size == 1:
-        arr = np.full(m, arr.reshape(-1)[0])
+    if arr.ndim == 0:
+        arr = np.full(m, arr, dtype=arr.dtype)
     arr = arr.reshape(-1)
     if arr.shape != (m,):
         raise ValueError(f"{op}: {name} has {arr.size} entries; expected one per output channel ({m})")

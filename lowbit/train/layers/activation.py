@@ -43,7 +43,8 @@ class Dropout(Layer):
 
     .. math:: y = x \\cdot m / (1 - r), \\quad m_i \\sim \\text{Bernoulli}(1 - r)
 
-    Exported as ``Identity`` (a no-op at inference).
+    Omitted from exported ONNX graphs (see :func:`lowbit.train.export.to_onnx`);
+    :meth:`onnx` gives the equivalent ``Identity`` for standalone use.
 
     Parameters
     ----------
