@@ -1,0 +1,123 @@
+"""Plots of a sweep (matplotlib, Agg backend): accuracy vs bits, vs size, and throughput vs bits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
+def _series(results):
+    """Group rows by model label: ``{label: [rows]}``."""
+    groups = {}
+    for result in results:
+        groups.setdefault(result.model, []).extend(result.results)
+    return groups
+
+
+def _annotate(ax, xs, ys, labels):
+    for x, y, label in zip(xs, ys, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
+def plot_accuracy_vs_bits(results, path) -> Path:
+    """Top-1 accuracy (%) against bits per value, log2 x-axis, one line per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in _series(results).items():
+        rows = sorted(rows, key=lambda r: (r.bits, r.precision))
+        xs, ys = [r.bits for r in rows], [100 * r.accuracy for r in rows]
+        ax.plot(xs, ys, marker="o", label=label)
+        _annotate(ax, xs, ys, [r.precision for r in rows])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
+    ax.set_xlabel("bits per weight and activation (log2 scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy vs precision")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_size(results, path) -> Path:
+    """Top-1 accuracy (%) against model file size (KiB, log x-axis)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in _series(results).items():
+        rows = sorted(rows, key=lambda r: r.size_bytes)
+        xs, ys = [r.size_bytes / 1024 for r in rows], [100 * r.accuracy for r in rows]
+        ax.plot(xs, ys, marker="o", label=label)
+        _annotate(ax, xs, ys, [r.precision for r in rows])
+    ax.set_xscale("log")
+    ax.set_xlabel("model file size (KiB, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy vs model size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_throughput_vs_bits(results, path) -> Path:
+    """Images per second against bits (log2 x-axis), one line per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in _series(results).items():
+        rows = sorted(rows, key=lambda r: (r.bits, r.precision))
+        xs, ys = [r.bits for r in rows], [r.images_per_s for r in rows]
+        ax.plot(xs, ys, marker="o", label=label)
+        _annotate(ax, xs, ys, [r.precision for r in rows])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
+    ax.set_xlabel("bits per weight and activation (log2 scale)")
+    ax.set_ylabel("throughput (images / s)")
+    ax.set_title("Inference speed vs precision")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_sensitivity(rows, precision: str, path) -> Path:
+    """Horizontal bars: accuracy drop per layer when only that layer is quantized; SQNR annotated."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    names = [r["layer"] for r in rows]
+    drops = [r["drop"] for r in rows]
+    ax.barh(names, drops, color=["tab:red" if d > 0.1 else "tab:blue" for d in drops])
+    for i, r in enumerate(rows):
+        ax.annotate(f"SQNR {r['sqnr_db']:.1f} dB", (max(drops[i], 0), i), xytext=(4, -3),
+                    textcoords="offset points", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"accuracy drop (points) with only this layer at {precision}")
+    ax.set_title(f"Per-layer sensitivity to {precision}")
+    ax.grid(True, axis="x", alpha=0.3)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(results, out_dir) -> list:
+    """All three sweep plots into ``out_dir``."""
+    out = Path(out_dir)
+    return [plot_accuracy_vs_bits(results, out / "accuracy_vs_bits.png"),
+            plot_accuracy_vs_size(results, out / "accuracy_vs_size.png"),
+            plot_throughput_vs_bits(results, out / "throughput_vs_bits.png")]
