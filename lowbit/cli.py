@@ -140,6 +140,67 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4"
+
+
+def load_eval_data(args):
+    """(x_test, y_test, calibration, dataset label) for ``lowbit eval``."""
+    from .data import load_npz, mnist
+
+    if args.data:
+        x_test, y_test = load_npz(args.data, "test")
+        label = Path(args.data).name
+    else:
+        x_test, y_test = mnist("test")
+        label = "MNIST (bundled)"
+    if args.calibration:
+        calibration = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))
+    elif args.data:
+        calibration = load_input_array(args.data, keys=("x_train", "x_test"))
+    else:
+        calibration = mnist("train")[0][:args.calibration_size]
+    if args.limit:
+        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    return x_test, y_test, calibration[:args.calibration_size], label
+
+
+def cmd_eval(args) -> int:
+    from .evaluate.plots import plot_sensitivity, plot_sweep
+    from .evaluate.report import text_table, write_results, write_text
+    from .evaluate.sweep import sweep
+    from .precision import get as get_precision
+    from .zoo import model_path
+
+    source = Path(args.model) if args.model else model_path()
+    if not source.is_file():
+        raise InputError(f"model file not found: {source}")
+    try:
+        precisions = [get_precision(p).name for p in args.precisions.split(",") if p.strip()]
+    except ValueError as exc:
+        raise LowbitError(str(exc)) from None
+    x_test, y_test, calibration, label = load_eval_data(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.sensitivity:
+        from .quant.sensitivity import sensitivity, write_sensitivity
+
+        precision = get_precision(args.sensitivity).name
+        rows = sensitivity(str(source), x_test, y_test, precision, calibration=calibration, method=args.method,
+                           batch_size=args.batch_size, threads=args.threads)
+        paths = write_sensitivity(rows, precision, out)
+        paths.append(plot_sensitivity(rows, precision, out / f"sensitivity_{precision}.png"))
+        for r in rows:
+            print(f"{r['layer']:<24} {r['op']:<28} drop {r['drop']:+6.2f} pts  SQNR {r['sqnr_db']:6.1f} dB")
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    result = sweep(source, x_test, y_test, precisions, calibration=calibration, method=args.method, out_dir=out,
+                   batch_size=args.batch_size, threads=args.threads, jobs=args.jobs, dataset_label=label)
+    paths = write_results(result, out) + plot_sweep([result], out)
+    print(text_table(result))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_train(args) -> int:
     try:
         from models.train import main as train_main
@@ -193,6 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="list layers, shapes, params, MACs, precision and bytes")
     inspect.add_argument("model")
     inspect.set_defaults(func=cmd_inspect)
+
+    ev = sub.add_parser("eval", help="sweep precisions: accuracy, drop, agreement, size, speed, plots")
+    ev.add_argument("model", nargs="?", help="fp32 .onnx model (default: models/deep_convnet.onnx)")
+    ev.add_argument("--data", help="dataset .npz with x_test, y_test (default: the bundled MNIST)")
+    ev.add_argument("--precisions", default=DEFAULT_PRECISIONS, help=f"comma-separated (default {DEFAULT_PRECISIONS})")
+    ev.add_argument("--calibration", help="calibration .npz/.npy (default: x_train of --data, or MNIST train)")
+    ev.add_argument("--calibration-size", type=positive_int, default=1000, help="calibration samples (default 1000)")
+    ev.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"])
+    ev.add_argument("--out", default="lowbit-eval", help="output folder (default ./lowbit-eval)")
+    ev.add_argument("--jobs", type=positive_int, default=1, help="evaluate precisions in N processes")
+    ev.add_argument("--batch-size", type=positive_int, default=256)
+    ev.add_argument("--threads", type=positive_int, default=None)
+    ev.add_argument("--limit", type=positive_int, help="use only the first N test samples")
+    ev.add_argument("--sensitivity", metavar="PRECISION", help="per-layer sensitivity to PRECISION instead of a sweep")
+    ev.set_defaults(func=cmd_eval)
 
     train = sub.add_parser("train", help="train a network of the model zoo (models/) from scratch")
     train.add_argument("name")

@@ -29,6 +29,18 @@ def _series(results):
     return groups
 
 
+def _per_bits(ax, rows, value, label, color):
+    """Scatter every precision; join the best value at each bit width with a line."""
+    xs, ys = [r.bits for r in rows], [value(r) for r in rows]
+    ax.scatter(xs, ys, color=color, zorder=3)
+    _annotate(ax, xs, ys, [r.precision for r in rows])
+    best = {}
+    for x, y in zip(xs, ys):
+        best[x] = max(best.get(x, y), y)
+    bits = sorted(best)
+    ax.plot(bits, [best[b] for b in bits], color=color, label=f"{label} (best per bit width)")
+
+
 def _annotate(ax, xs, ys, labels):
     for x, y, label in zip(xs, ys, labels):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -38,11 +50,8 @@ def plot_accuracy_vs_bits(results, path) -> Path:
     """Top-1 accuracy (%) against bits per value, log2 x-axis, one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in _series(results).items():
-        rows = sorted(rows, key=lambda r: (r.bits, r.precision))
-        xs, ys = [r.bits for r in rows], [100 * r.accuracy for r in rows]
-        ax.plot(xs, ys, marker="o", label=label)
-        _annotate(ax, xs, ys, [r.precision for r in rows])
+    for i, (label, rows) in enumerate(_series(results).items()):
+        _per_bits(ax, rows, lambda r: 100 * r.accuracy, label, f"C{i}")
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
     ax.set_xlabel("bits per weight and activation (log2 scale)")
@@ -79,11 +88,8 @@ def plot_throughput_vs_bits(results, path) -> Path:
     """Images per second against bits (log2 x-axis), one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in _series(results).items():
-        rows = sorted(rows, key=lambda r: (r.bits, r.precision))
-        xs, ys = [r.bits for r in rows], [r.images_per_s for r in rows]
-        ax.plot(xs, ys, marker="o", label=label)
-        _annotate(ax, xs, ys, [r.precision for r in rows])
+    for i, (label, rows) in enumerate(_series(results).items()):
+        _per_bits(ax, rows, lambda r: r.images_per_s, label, f"C{i}")
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
     ax.set_xlabel("bits per weight and activation (log2 scale)")

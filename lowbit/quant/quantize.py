@@ -62,7 +62,7 @@ def check_calibration(calibration) -> np.ndarray:
 
 
 def quantize(model, precision, calibration=None, *, method: str = "minmax", calibration_size: int | None = 1000,
-             nodes_to_exclude=(), percentile: float = 99.99, **options):
+             nodes_to_exclude=(), percentile: float = 99.99, calibration_ranges: dict | None = None, **options):
     """Quantize a float32 model.
 
     Parameters
@@ -78,6 +78,9 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         Use at most this many calibration samples (the first ones).
     nodes_to_exclude : iterable of str
         Node names or op types left in fp32.
+    calibration_ranges : dict, optional
+        ``{tensor: (lo, hi)}`` from an earlier call (``model.graph.metadata["ranges"]``),
+        to skip calibrating again.
 
     Returns
     -------
@@ -100,7 +103,9 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     start = time.perf_counter()
     ranges = None
     needs_ranges = spec.scaled or not spec.is_float
-    if needs_ranges:
+    if needs_ranges and calibration_ranges is not None:
+        ranges = calibration_ranges
+    elif needs_ranges:
         if calibration is None:
             raise InputError(f"{spec.name} needs calibration data (an array of sample inputs)")
         names = {n for node in model.graph.nodes for n in node.inputs + node.outputs if n}
@@ -118,5 +123,7 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         graph = convert_int(model.graph, spec, ranges, shapes=sample_shapes(model, calibration),
                             exclude=exclude, **options)
     graph.metadata["calibration_seconds"] = seconds
+    if ranges is not None:
+        graph.metadata["ranges"] = {k: [float(v[0]), float(v[1])] for k, v in ranges.items()}
     graph.metadata["calibration_method"] = method if needs_ranges else None
     return Model(graph, source=model.source)
