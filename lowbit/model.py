@@ -205,7 +205,7 @@ class Model:
         def record(node, inputs, results):
             first = next((a for a in inputs if a is not None), None)
             param_bytes = sum(self.graph.constants[n].nbytes for n in node.inputs
-                              if n in self.graph.constants and self.graph.constants[n].dtype.kind == "f")
+                              if n in self.graph.constants and (self.graph.constants[n].ndim > 0 or node.quant))
             rows.append(LayerInfo(node.name, node.label, tuple(np.shape(first)) if first is not None else (),
                                   tuple(np.shape(results[0])), count_params(self.graph, node),
                                   macs_of(node.op_type, inputs, results, node.attrs), node.precision, param_bytes))

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 from lowbit.data import load_folder, load_idx, load_npz, mnist, preprocess, read_idx
-from lowbit.data import mnist as mnist_module
+from lowbit.data import bundled as mnist_mod
 from lowbit.data.idx import write_idx
 from lowbit.errors import InputError
-
-mnist_mod = __import__("lowbit.data.mnist", fromlist=["verify"])
 
 
 def write_png_gray(path, img):

@@ -97,8 +97,16 @@ def count_params(graph: Graph, node: Node) -> int:
     """Number of float constant elements a node reads (its weights and biases).
 
     Integer constants (shapes, axes, pads) and float scalars (Clip bounds, Pad
-    values) are configuration, not parameters.
+    values) are configuration, not parameters; a quantized node lists its
+    weight and bias constants in ``node.quant["params"]`` (counted at their
+    logical size, however they are packed).
     """
+    if "params" in node.quant:
+        total = 0
+        for name in node.quant["params"]:
+            shape = graph.encodings.get(name, {}).get("shape")
+            total += int(np.prod(shape)) if shape is not None else graph.constants[name].size
+        return int(total)
     return int(sum(graph.constants[name].size for name in node.inputs
                    if name in graph.constants and graph.constants[name].dtype.kind == "f"
                    and graph.constants[name].ndim > 0))

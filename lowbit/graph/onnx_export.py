@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import LowbitError
 from ..precision import get as get_precision
+from ..quant.storage import decode_constant
 from .ir import Graph, Node
 
 EXPORT_OPSET = 17
@@ -132,7 +133,7 @@ class _Exporter:
         x, w_name, b_name = node.inputs[0], node.inputs[1], node.inputs[2]
         xs, xz, xsigned = self.qparams[x]
         w_scale = np.asarray(quant["w_scale"], dtype=np.float32)
-        w_q = const[w_name]
+        w_q = decode_constant(const[w_name], self.g.encodings[w_name]) if w_name in self.g.encodings else const[w_name]
         out = node.outputs[0]
         xf = self.dq(x, xs, xz, xsigned, f"{x}::f")
         self.const(w_name, w_q)

@@ -29,6 +29,7 @@ import numpy as np
 from ..graph.ir import Graph, Node
 from ..precision import Precision
 from .fixed_point import quantize_multiplier
+from .packing import pack_bits
 
 ANCHORS = {"Conv", "Gemm", "MatMul"}
 PASSTHROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu"}
@@ -62,8 +63,8 @@ def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple:
 
 class _IntConverter:
     def __init__(self, graph: Graph, precision: Precision, ranges: dict, shapes: dict, exclude,
-                 activation_signed: bool, first_layer: str, last_layer: str, activation_bits: int,
-                 fixed_qparams=None, fixed_weights=None):
+                 activation_signed: bool, first_layer: str, last_layer: str, activation_bits: int | None,
+                 fixed_qparams=None, fixed_weights=None, node_precisions=None):
         self.src = graph
         self.g = copy.deepcopy(graph)
         self.p = precision
@@ -72,8 +73,8 @@ class _IntConverter:
         self.exclude = exclude
         self.signed = activation_signed
         self.abits = activation_bits
-        self.qrange = (-(1 << (activation_bits - 1)), (1 << (activation_bits - 1)) - 1) if activation_signed \
-            else (0, (1 << activation_bits) - 1)
+        self.node_precisions = node_precisions or {}
+        self.tensor_bits = {}
         self.first_layer, self.last_layer = first_layer, last_layer
         self.qparams = {name: (float(p[0]), int(p[1])) for name, p in (fixed_qparams or {}).items()}
         self.fixed_weights = fixed_weights or {}
@@ -108,6 +109,8 @@ class _IntConverter:
         for node in self.g.nodes:
             if node.name in self.exclude or node.op_type in self.exclude or node.name in skip:
                 continue
+            if node.name in self.node_precisions and self.node_precisions[node.name].kind != "int":
+                continue
             data = self.data_inputs(node)
             if node.op_type in ANCHORS:
                 ok = node.name in anchors
@@ -127,12 +130,28 @@ class _IntConverter:
             if ok:
                 int_nodes.add(node.name)
                 int_tensors.update(o for o in node.outputs if o)
+                for t in data:
+                    self.tensor_bits.setdefault(t, self.activation_bits(node))
+                bits = self.tensor_bits[data[0]] if node.op_type in PASSTHROUGH else self.activation_bits(node)
+                for o in node.outputs:
+                    if o:
+                        self.tensor_bits[o] = bits
         return int_nodes
 
     def data_inputs(self, node: Node) -> list:
         if node.op_type in ANCHORS or node.op_type in PASSTHROUGH:
             return [node.inputs[0]] if node.inputs and node.inputs[0] not in self.g.constants else []
         return [n for n in node.inputs if n and n not in self.g.constants]
+
+    def weight_bits(self, node: Node) -> int:
+        return self.node_precisions.get(node.name, self.p).bits
+
+    def activation_bits(self, node: Node) -> int:
+        return self.abits or self.weight_bits(node)
+
+    def qrange(self, tensor: str) -> tuple:
+        bits = self.tensor_bits.get(tensor, self.abits or self.p.bits)
+        return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if self.signed else (0, (1 << bits) - 1)
 
     def known(self, name: str) -> bool:
         """Whether tensor ``name`` has quantization parameters (calibrated or fixed)."""
@@ -141,7 +160,8 @@ class _IntConverter:
     def tensor_qparams(self, name: str) -> tuple:
         if name not in self.qparams:
             lo, hi = self.ranges[name]
-            self.qparams[name] = activation_qparams(lo, hi, self.abits, self.signed)
+            bits = self.tensor_bits.get(name, self.abits or self.p.bits)
+            self.qparams[name] = activation_qparams(lo, hi, bits, self.signed)
         return self.qparams[name]
 
     # ---- rewriting ---------------------------------------------------------------------
@@ -186,28 +206,30 @@ class _IntConverter:
         return g
 
     def clamp(self, node: Node, y_scale: float, y_zp: int) -> tuple:
-        lo, hi = self.qrange
+        type_lo, type_hi = self.qrange(node.outputs[0])
+        lo, hi = type_lo, type_hi
         a, b = node.attrs.get("clip_min", -math.inf), node.attrs.get("clip_max", math.inf)
         if math.isfinite(a):
             lo = max(lo, y_zp + int(np.rint(a / y_scale)))
         if math.isfinite(b):
             hi = min(hi, y_zp + int(np.rint(b / y_scale)))
-        return lo, min(max(lo, hi), self.qrange[1])
+        return lo, min(max(lo, hi), type_hi)
 
     def convert(self, node: Node) -> Node:
         q = lambda names: [f"{n}::q" if n and n not in self.g.constants else n for n in names]
         out = Node(node.op_type, node.name, q(node.inputs), [f"{o}::q" if o else o for o in node.outputs],
-                   dict(node.attrs), precision=self.p.name, fused=node.fused)
+                   dict(node.attrs), precision=self.node_precisions.get(node.name, self.p).name, fused=node.fused)
         if node.op_type in ANCHORS:
             return self.convert_anchor(node, out)
         y_scale, y_zp = self.tensor_qparams(node.outputs[0])
         signed = int(self.signed)
+        qmin, qmax = self.qrange(node.outputs[0])
         if node.op_type == "Relu":
             out.attrs = {"zero_point": y_zp}
         elif node.op_type == "Add":
             (sa, za), (sb, zb) = (self.tensor_qparams(t) for t in node.inputs)
             out.attrs = {"a_scale": sa, "a_zero_point": za, "b_scale": sb, "b_zero_point": zb,
-                         "y_scale": y_scale, "y_zero_point": y_zp, "qmin": self.qrange[0], "qmax": self.qrange[1],
+                         "y_scale": y_scale, "y_zero_point": y_zp, "qmin": qmin, "qmax": qmax,
                          "y_signed": signed}
         elif node.op_type == "Concat":
             params = [self.tensor_qparams(t) for t in node.inputs]
@@ -217,7 +239,7 @@ class _IntConverter:
         elif node.op_type == "GlobalAveragePool":
             sx, zx = self.tensor_qparams(node.inputs[0])
             out.attrs = {"x_scale": sx, "x_zero_point": zx, "y_scale": y_scale, "y_zero_point": y_zp,
-                         "qmin": self.qrange[0], "qmax": self.qrange[1], "y_signed": signed}
+                         "qmin": qmin, "qmax": qmax, "y_signed": signed}
         return out
 
     def convert_anchor(self, node: Node, out: Node) -> Node:
@@ -242,7 +264,7 @@ class _IntConverter:
                 and node.attrs.get("alpha", 1.0) == 1.0:
             w_q, w_scale = fixed[0], fixed[1]
         else:
-            w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.p.bits)
+            w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.weight_bits(node))
         acc_scale = x_scale * w_scale
         bias_q = None if bias is None else np.clip(np.rint(np.asarray(bias, np.float64) / acc_scale),
                                                    -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
@@ -250,7 +272,12 @@ class _IntConverter:
         qmin, qmax = self.clamp(node, y_scale, y_zp)
         base = node.name
         names = {"w": f"{base}::w_q", "b": f"{base}::bias_q", "m": f"{base}::multiplier", "s": f"{base}::shift"}
-        const[names["w"]] = w_q
+        bits = self.weight_bits(node)
+        if bits < 8:
+            const[names["w"]] = pack_bits(w_q, bits)
+            self.g.encodings[names["w"]] = {"precision": f"int{bits}", "bits": bits, "shape": list(w_q.shape)}
+        else:
+            const[names["w"]] = w_q
         const[names["m"]], const[names["s"]] = multiplier, shift
         inputs = [f"{node.inputs[0]}::q", names["w"], "", names["m"], names["s"]]
         if bias_q is not None:
@@ -258,7 +285,8 @@ class _IntConverter:
             inputs[2] = names["b"]
         out.inputs = inputs
         out.quant = {"x_scale": x_scale, "x_zero_point": x_zp, "y_scale": y_scale, "y_zero_point": y_zp,
-                     "w_scale": w_scale.astype(np.float32)}
+                     "w_scale": w_scale.astype(np.float32),
+                     "params": [n for n in (names["w"], inputs[2]) if n]}
         common = {"y_zero_point": y_zp, "qmin": qmin, "qmax": qmax, "y_signed": int(self.signed)}
         if node.op_type == "Conv":
             out.attrs = {k: v for k, v in node.attrs.items() if k in WINDOW_ATTRS}
@@ -271,7 +299,8 @@ class _IntConverter:
 
 def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dict, exclude=frozenset(),
                 activation_type: str = "uint8", first_layer: str = "int8", last_layer: str = "int8",
-                activation_bits: int | None = None, fixed_qparams=None, fixed_weights=None) -> Graph:
+                activation_bits: int | None = None, fixed_qparams=None, fixed_weights=None,
+                node_precisions: dict | None = None) -> Graph:
     """Return an integer copy of the fp32 ``graph``.
 
     Parameters
@@ -296,13 +325,15 @@ def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dic
         ``{tensor: (scale, zero_point, signed)}`` to use instead of calibration (QDQ import).
     fixed_weights : dict, optional
         ``{float constant: (q, per-channel scale, axis)}`` to reuse as the integer weights.
+    node_precisions : dict, optional
+        ``{node name: Precision}`` overriding ``precision`` per node (mixed
+        precision); a non-integer entry keeps that node in fp32.
     """
     if activation_type not in ("uint8", "int8"):
         raise ValueError(f"activation_type must be 'uint8' or 'int8', got {activation_type!r}")
     for label, value in (("first_layer", first_layer), ("last_layer", last_layer)):
         if value not in ("int8", "fp32", precision.name):
             raise ValueError(f"{label} must be 'int8' or 'fp32', got {value!r}")
-    bits = activation_bits or precision.bits
     return _IntConverter(graph, precision, ranges or {}, shapes, exclude, activation_type == "int8",
                          "fp32" if first_layer == "fp32" else "int", "fp32" if last_layer == "fp32" else "int",
-                         bits, fixed_qparams, fixed_weights).run()
+                         activation_bits, fixed_qparams, fixed_weights, node_precisions).run()

@@ -21,7 +21,8 @@ from ..errors import ExecutionError
 from ..graph.ir import Graph
 from ..kernels.registry import kernel_for
 from ..precision import get as get_precision
-from ..quant.float_formats import decode, round_to_format
+from ..quant.float_formats import round_to_format
+from ..quant.storage import decode_constant
 
 
 class Executor:
@@ -42,9 +43,7 @@ class Executor:
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
         self.threads = threads
         self.kernels = [kernel_for(node.op_type, _kernel_kind(node.precision)) for node in graph.nodes]
-        self.constants = {name: decode(value, get_precision(graph.encodings[name]["precision"]),
-                                       graph.encodings[name].get("scale", 1.0))
-                          if name in graph.encodings else value
+        self.constants = {name: decode_constant(value, graph.encodings[name]) if name in graph.encodings else value
                           for name, value in graph.constants.items()}
         producer_precision = {out: node.precision for node in graph.nodes for out in node.outputs}
         # Per node: its float format (or None) and which inputs must be rounded on entry.

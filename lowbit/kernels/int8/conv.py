@@ -28,12 +28,105 @@ from lowbit.kernels.int8.tile import TILE_M, TILE_P, madd_tile
 
 # int32 words (k pairs x positions) in one im2col panel: 128 KiB, well inside L2.
 _PANEL_WORDS = 32768
+# int32 words (channel pairs x rows x width) in one stride-1 input slab: 256 KiB.
+_SLAB_WORDS = 65536
+
+
+@jit
+def _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cpn, ih0, rows_in, rows_max, ws, pw, zp):
+    """Channel-pair-interleaved slab of the input rows ``[ih0, ih0 + rows_in)`` of one image.
+
+    ``slab[(g*cpn + cp, r, jw), e] = x[img, g*C/G + 2cp + e, ih0 + r, jw - pw] - zp``, and 0
+    where that is outside ``x`` (the padding) or past the group's last channel.
+    """
+    cg = c_in // groups
+    j_lo = min(ws, pw)
+    j_hi = max(j_lo, min(ws, w_in + pw))
+    for g in range(groups):
+        for cp in range(cpn):
+            ca = g * cg + 2 * cp
+            has_b = 2 * cp + 1 < cg
+            for r in range(rows_in):
+                d = slab[2 * ((g * cpn + cp) * rows_max + r) * ws:2 * ((g * cpn + cp) * rows_max + r + 1) * ws]
+                ih = ih0 + r
+                if ih < 0 or ih >= h:
+                    for e in range(2 * ws):
+                        d[e] = 0
+                    continue
+                for e in range(2 * j_lo):
+                    d[e] = 0
+                for e in range(2 * j_hi, 2 * ws):
+                    d[e] = 0
+                if j_hi == j_lo:
+                    continue
+                n = j_hi - j_lo
+                inner = d[2 * j_lo:2 * j_hi]
+                xa = x[((img * c_in + ca) * h + ih) * w_in + j_lo - pw:]
+                if has_b:
+                    xb = x[((img * c_in + ca + 1) * h + ih) * w_in + j_lo - pw:]
+                    for e in range(n):
+                        inner[2 * e] = np.int16(xa[e]) - zp
+                        inner[2 * e + 1] = np.int16(xb[e]) - zp
+                else:
+                    for e in range(n):
+                        inner[2 * e] = np.int16(xa[e]) - zp
+                        inner[2 * e + 1] = 0
+
+
+@jit(parallel=True)
+def _pair_slab_kernel(x, offs, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, cpn,
+                      kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+    # Stride 1: the pair of channels (2cp, 2cp+1) at tap (i, j) for output position p = r*ws + col
+    # sits at slab word offs[q] + g*cpn*rows_max*ws + p, so the tile reads the slab directly.
+    # Columns col >= wo of each row are computed and dropped.
+    m_out = groups * mg
+    items = n_img * blocks
+    rows_max = rows_block + (kh_ - 1) * dh
+    pmax = (rows_block * ws + TILE_P - 1) // TILE_P * TILE_P
+    for t in prange(nthreads):
+        first = t * items // nthreads
+        last = (t + 1) * items // nthreads
+        # Slack past the last row: a tile's tail positions read (and drop) up to TILE_P words there.
+        slab = np.zeros(2 * (groups * cpn * rows_max * ws + pmax), dtype=np.int16)
+        acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
+        for item in range(first, last):
+            img = item // blocks
+            oh0 = (item % blocks) * rows_block
+            oh1 = min(ho, oh0 + rows_block)
+            if oh0 >= oh1:
+                continue
+            rows_out = oh1 - oh0
+            _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cpn, oh0 - ph, rows_out + (kh_ - 1) * dh,
+                            rows_max, ws, pw, zp_x)
+            npos = rows_out * ws
+            for g in range(groups):
+                gbase = g * cpn * rows_max * ws
+                for p0 in range(0, npos, TILE_P):
+                    for mt in range(0, mgp, TILE_M):
+                        madd_tile(slab, offs, gbase + p0, wpk, (g * mgp + mt) * kq, kq, acc, 0)
+                        for rr in range(min(TILE_M, mg - mt)):
+                            mo = g * mg + mt + rr
+                            b, m0, n = bias[mo], mult[mo], shift[mo]
+                            out = y[((img * m_out + mo) * ho + oh0) * wo:((img * m_out + mo) * ho + oh1) * wo]
+                            # Positions [p0, p0 + TILE_P) cover parts of one or more output rows.
+                            p = p0
+                            p_end = min(p0 + TILE_P, npos)
+                            while p < p_end:
+                                r = p // ws
+                                col = p - r * ws
+                                run_end = min(p_end, (r + 1) * ws)
+                                n_valid = min(run_end - p, wo - col)
+                                src = acc[rr * TILE_P + p - p0:]
+                                dst = out[r * wo + col:]
+                                for e in range(n_valid):
+                                    dst[e] = requantize(np.int64(src[e]) + b, m0, n, zp_y, qmin, qmax)
+                                p = run_end
 
 
 @jit
 def _fill_slab(x, slab, img, c_in, h, w_in, ih0, rows_in, rows_max, ws, pw, zp):
     """``slab[c, r, jw] = x[img, c, ih0 + r, jw - pw] - zp``, 0 where that is outside ``x``."""
-    j_lo = min(ws, max(0, pw))
+    j_lo = min(ws, pw)
     j_hi = max(j_lo, min(ws, w_in + pw))
     for c in range(c_in):
         for r in range(rows_in):
@@ -45,13 +138,13 @@ def _fill_slab(x, slab, img, c_in, h, w_in, ih0, rows_in, rows_max, ws, pw, zp):
                 continue
             for jw in range(j_lo):
                 srow[jw] = 0
+            for jw in range(j_hi, ws):
+                srow[jw] = 0
             if j_hi > j_lo:
                 xrow = x[((img * c_in + c) * h + ih) * w_in + j_lo - pw:]
                 inner = srow[j_lo:j_hi]
                 for e in range(j_hi - j_lo):
                     inner[e] = np.int16(xrow[e]) - zp
-            for jw in range(j_hi, ws):
-                srow[jw] = 0
 
 
 @jit
@@ -70,14 +163,9 @@ def _fill_panel(slab, panel, pp, g, cg, kh_, kw_, kg, kq, rows_max, ws, sh, sw, 
             sa = slab[((g * cg + ca) * rows_max + r * sh + ia * dh) * ws + ja * dw:]
             if kb < kg:
                 sb = slab[((g * cg + cb) * rows_max + r * sh + ib * dh) * ws + jb * dw:]
-                if sw == 1:
-                    for ow in range(wo):
-                        d[2 * ow] = sa[ow]
-                        d[2 * ow + 1] = sb[ow]
-                else:
-                    for ow in range(wo):
-                        d[2 * ow] = sa[ow * sw]
-                        d[2 * ow + 1] = sb[ow * sw]
+                for ow in range(wo):
+                    d[2 * ow] = sa[ow * sw]
+                    d[2 * ow + 1] = sb[ow * sw]
             else:
                 for ow in range(wo):
                     d[2 * ow] = sa[ow * sw]
@@ -87,8 +175,9 @@ def _fill_panel(slab, panel, pp, g, cg, kh_, kw_, kg, kq, rows_max, ws, sh, sw, 
 
 
 @jit(parallel=True)
-def _gemm_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
-                 sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
+                  sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+    # Any stride: gather an im2col panel per group, then tile it.
     cg = c_in // groups
     kg = cg * kh_ * kw_
     m_out = groups * mg
@@ -102,6 +191,7 @@ def _gemm_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg,
         slab = np.empty(c_in * rows_max * ws, dtype=np.int16)
         panel = np.empty(kq * pmax * 2, dtype=np.int16)
         acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
+        offs = np.empty(kq, dtype=np.int64)
         for item in range(first, last):
             img = item // blocks
             oh0 = (item % blocks) * rows_block
@@ -112,17 +202,19 @@ def _gemm_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg,
             _fill_slab(x, slab, img, c_in, h, w_in, oh0 * sh - ph, rows_in, rows_max, ws, pw, zp_x)
             npos = (oh1 - oh0) * wo
             pp = (npos + TILE_P - 1) // TILE_P * TILE_P
+            for q in range(kq):
+                offs[q] = q * pp
             for g in range(groups):
                 _fill_panel(slab, panel, pp, g, cg, kh_, kw_, kg, kq, rows_max, ws, sh, sw, dh, dw,
                             oh1 - oh0, wo)
                 for p0 in range(0, pp, TILE_P):
                     nvalid = min(TILE_P, npos - p0)
                     for mt in range(0, mgp, TILE_M):
-                        madd_tile(panel, p0, wpk, (g * mgp + mt) * kq, kq, pp, acc, 0)
-                        for r in range(min(TILE_M, mg - mt)):
-                            mo = g * mg + mt + r
+                        madd_tile(panel, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0)
+                        for rr in range(min(TILE_M, mg - mt)):
+                            mo = g * mg + mt + rr
                             b, m0, n = bias[mo], mult[mo], shift[mo]
-                            src = acc[r * TILE_P:(r + 1) * TILE_P]
+                            src = acc[rr * TILE_P:(rr + 1) * TILE_P]
                             dst = y[(img * m_out + mo) * ho * wo + oh0 * wo + p0:]
                             for c in range(nvalid):
                                 dst[c] = requantize(np.int64(src[c]) + b, m0, n, zp_y, qmin, qmax)
@@ -256,18 +348,35 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
         _direct_kernel(x.reshape(-1), w.reshape(-1), bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in,
                        group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax)
         return y
+    nthreads = numba.get_num_threads()
+    # At least one row block per thread when the batch is small.
+    min_blocks = min(ho, -(-nthreads // n_img))
+    mgp = -(-mg // TILE_M) * TILE_M
+    if sh == 1 and sw == 1:
+        cpn = (cg + 1) // 2
+        kq = cpn * kh_ * kw_
+        ws = wo + (kw_ - 1) * dw
+        # Weights as (group, channel, pair, i, j) -> int16 pairs (w[2cp], w[2cp+1]) at tap (i, j).
+        w16 = np.zeros((group, mgp, cpn, 2, kh_, kw_), dtype=np.int16)
+        w16[:, :mg, :, :, :, :].reshape(group, mg, 2 * cpn, kh_, kw_)[:, :, :cg] = w.reshape(group, mg, cg, kh_, kw_)
+        wpk = np.ascontiguousarray(w16.transpose(0, 1, 2, 4, 5, 3)).view(np.int32).reshape(-1)
+        rows_block = max(1, min(ho, _SLAB_WORDS // (group * cpn * ws) - (kh_ - 1) * dh))
+        rows_block = min(rows_block, -(-ho // min_blocks))
+        rows_max = rows_block + (kh_ - 1) * dh
+        cp, i, j = np.meshgrid(np.arange(cpn), np.arange(kh_), np.arange(kw_), indexing="ij")
+        offs = ((cp * rows_max + i * dh) * ws + j * dw).reshape(-1).astype(np.int64)
+        _pair_slab_kernel(x.reshape(-1), offs, wpk, bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in,
+                          group, mg, mgp, cpn, kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, zp_y, qmin, qmax,
+                          rows_block, -(-ho // rows_block), nthreads)
+        return y
     kg = cg * kh_ * kw_
     kq = (kg + 1) // 2
-    mgp = -(-mg // TILE_M) * TILE_M
     w16 = np.zeros((group, mgp, 2 * kq), dtype=np.int16)
     w16[:, :mg, :kg] = w.reshape(group, mg, kg)
     wpk = w16.view(np.int32).reshape(-1)
-    nthreads = numba.get_num_threads()
     rows_block = max(1, min(ho, _PANEL_WORDS // (kq * wo)))
-    # Enough row blocks that every thread has work when the batch is small.
-    rows_block = min(rows_block, -(-ho // min(ho, -(-nthreads // n_img))))
-    blocks = -(-ho // rows_block)
-    _gemm_kernel(x.reshape(-1), wpk, bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in, group, mg, mgp,
-                 kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks,
-                 nthreads)
+    rows_block = min(rows_block, -(-ho // min_blocks))
+    _panel_kernel(x.reshape(-1), wpk, bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in, group, mg, mgp,
+                  kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block,
+                  -(-ho // rows_block), nthreads)
     return y

@@ -2,22 +2,27 @@
 
 Operands (both produced by the callers' packing code):
 
-* ``panel`` (int16): the activations minus their zero point, laid out
-  ``panel[q, p, e]`` = value of reduction index ``k = 2q + e`` at output
-  position ``p``; ``pstride`` positions per ``q``.  Consecutive ``k`` are
-  interleaved so that one 32-bit word holds a pair.
+* ``src`` (int16): activations minus their zero point, in 32-bit pairs: the
+  pair of reduction indices ``(2q, 2q+1)`` at output position ``p`` is the
+  int16 pair at ``src[2 * (offs[q] + p)]``.  Consecutive positions are
+  consecutive pairs; ``offs`` (int64, one entry per ``q``) says where each
+  reduction pair starts, so one routine serves both an im2col panel
+  (``offs[q] = q * stride``) and a direct view of a channel-pair-interleaved
+  input slab (``offs[q]`` = the tap's offset).
 * ``wpk`` (int32): the weights, one 32-bit word per pair ``(w[m, 2q], w[m, 2q+1])``
   (an int16 array viewed as int32), ``kq`` words per output channel.
 
 :func:`madd_tile` computes, for ``TILE_M`` channels ``r`` and ``TILE_P``
 positions ``c``::
 
-    out[o_off + r * TILE_P + c] = sum_q  panel[q, p_off + c, 0] * w[r, 2q]
-                                       + panel[q, p_off + c, 1] * w[r, 2q + 1]
+    out[o_off + r * TILE_P + c] = sum_q  src[2 * (offs[q] + p_off + c)]     * w[r, 2q]
+                                       + src[2 * (offs[q] + p_off + c) + 1] * w[r, 2q + 1]
 
-in int32 (wrapping) arithmetic.  The sum is exact whenever the true sum fits
-in int32: every product is at most 255 * 128 in magnitude, and a pair of
-them is formed in 32 bits.
+with ``w[r]`` the ``kq`` words at ``wpk[w_off + r * kq]``, in int32
+(wrapping) arithmetic.  The sum is exact whenever the true sum fits in
+int32: every product is at most 255 * 128 in magnitude, and a pair of them
+is formed in 32 bits.  Nothing is bounds-checked: the callers size ``src``,
+``wpk`` and ``out`` for every index above.
 
 Why LLVM IR rather than a Numba loop: the exact AVX2 route is ``vpmaddwd``
 (int16 pairs multiplied and summed into int32, no saturation).  LLVM only
@@ -53,23 +58,25 @@ TILE_V = 3
 TILE_P = TILE_V * LANES
 
 
-def madd_tile(panel, p_off, wpk, w_off, kq, pstride, out, o_off):
+def madd_tile(src, offs, p_off, wpk, w_off, kq, out, o_off):
     """Plain numpy version of the tile (used when the JIT is disabled)."""
-    x = panel[:kq * pstride * 2].reshape(kq, pstride, 2)[:, p_off:p_off + TILE_P].astype(np.int64)
+    pos = 2 * (offs[:kq, None] + p_off + np.arange(TILE_P)[None, :])
+    x = np.stack([src[pos], src[pos + 1]], axis=-1).astype(np.int64)
     w = wpk[w_off:w_off + TILE_M * kq].view(np.int16).reshape(TILE_M, kq, 2).astype(np.int64)
     acc = np.einsum("qpe,rqe->rp", x, w)
     out[o_off:o_off + TILE_M * TILE_P] = acc.reshape(-1).astype(np.int32)
 
 
 @intrinsic
-def _madd_tile_ir(typingctx, panel, p_off, wpk, w_off, kq, pstride, out, o_off):
-    ok = (isinstance(panel, types.Array) and panel.dtype == types.int16
+def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off):
+    ok = (isinstance(src, types.Array) and src.dtype == types.int16
+          and isinstance(offs, types.Array) and offs.dtype == types.int64
           and isinstance(wpk, types.Array) and wpk.dtype == types.int32
           and isinstance(out, types.Array) and out.dtype == types.int32
-          and all(isinstance(t, types.Integer) for t in (p_off, w_off, kq, pstride, o_off)))
+          and all(isinstance(t, types.Integer) for t in (p_off, w_off, kq, o_off)))
     if not ok:
         return None
-    sig = types.void(panel, p_off, wpk, w_off, kq, pstride, out, o_off)
+    sig = types.void(src, offs, p_off, wpk, w_off, kq, out, o_off)
 
     def codegen(context, builder, signature, args):
         i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -84,8 +91,8 @@ def _madd_tile_ir(typingctx, panel, p_off, wpk, w_off, kq, pstride, out, o_off):
         def as_i64(i):
             return context.cast(builder, args[i], sty[i], types.int64)
 
-        panel_ptr, wpk_ptr, out_ptr = data(0), data(2), data(6)
-        p_off_v, w_off_v, kq_v, pstride_v, o_off_v = (as_i64(i) for i in (1, 3, 4, 5, 7))
+        src_ptr, offs_ptr, wpk_ptr, out_ptr = data(0), data(1), data(3), data(6)
+        p_off_v, w_off_v, kq_v, o_off_v = (as_i64(i) for i in (2, 4, 5, 7))
         const = lambda v: ir.Constant(i64, v)
         even = ir.Constant(acc_t, [2 * i for i in range(LANES)])
         odd = ir.Constant(acc_t, [2 * i + 1 for i in range(LANES)])
@@ -95,11 +102,12 @@ def _madd_tile_ir(typingctx, panel, p_off, wpk, w_off, kq, pstride, out, o_off):
                  for _ in range(TILE_V)] for _ in range(TILE_M)]
         with cgutils.for_range(builder, kq_v) as loop:
             q = loop.index
-            # int16 index of pair (q, p_off) in the panel.
-            base = builder.mul(builder.add(builder.mul(q, pstride_v), p_off_v), const(2))
+            # int16 index of the pair (2q, 2q+1) at position p_off.
+            start = builder.load(builder.gep(offs_ptr, [q], inbounds=True), align=8)
+            base = builder.mul(builder.add(start, p_off_v), const(2))
             xs = []
             for v in range(TILE_V):
-                ptr = builder.gep(panel_ptr, [builder.add(base, const(2 * LANES * v))], inbounds=True)
+                ptr = builder.gep(src_ptr, [builder.add(base, const(2 * LANES * v))], inbounds=True)
                 x = builder.load(builder.bitcast(ptr, pairs_t.as_pointer()), align=2)
                 xs.append(builder.sext(x, wide_t))
             for r in range(TILE_M):
@@ -123,7 +131,7 @@ def _madd_tile_ir(typingctx, panel, p_off, wpk, w_off, kq, pstride, out, o_off):
 
 
 @overload(madd_tile)
-def _madd_tile_overload(panel, p_off, wpk, w_off, kq, pstride, out, o_off):
-    def impl(panel, p_off, wpk, w_off, kq, pstride, out, o_off):
-        _madd_tile_ir(panel, p_off, wpk, w_off, kq, pstride, out, o_off)
+def _madd_tile_overload(src, offs, p_off, wpk, w_off, kq, out, o_off):
+    def impl(src, offs, p_off, wpk, w_off, kq, out, o_off):
+        _madd_tile_ir(src, offs, p_off, wpk, w_off, kq, out, o_off)
     return impl

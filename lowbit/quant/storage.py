@@ -1,0 +1,22 @@
+"""Decoding stored constants into the arrays kernels compute with.
+
+``Graph.encodings[name]`` says how constant ``name`` is stored:
+
+* ``{"precision": "fp16" | "bf16" | "fp8-...", "scale": s}`` — a float
+  format (see :mod:`lowbit.quant.float_formats`), decoded to float32;
+* ``{"precision": "intK", "shape": [...]}`` — k-bit integers bit-packed by
+  :mod:`lowbit.quant.packing`, decoded to int8.
+"""
+from __future__ import annotations
+
+from ..precision import get as get_precision
+from .float_formats import decode as decode_float
+from .packing import unpack_bits
+
+
+def decode_constant(value, encoding: dict):
+    """The compute-ready array of a stored constant."""
+    spec = get_precision(encoding["precision"])
+    if spec.is_float:
+        return decode_float(value, spec, encoding.get("scale", 1.0))
+    return unpack_bits(value, encoding.get("bits", spec.bits), tuple(encoding["shape"]))
