@@ -195,10 +195,40 @@ def cmd_eval(args) -> int:
         return 0
     result = sweep(source, x_test, y_test, precisions, calibration=calibration, method=args.method, out_dir=out,
                    batch_size=args.batch_size, threads=args.threads, jobs=args.jobs, dataset_label=label)
+    if args.max_drop is not None:
+        result.results.append(mixed_precision_row(args, source, x_test, y_test, calibration, result, out))
     paths = write_results(result, out) + plot_sweep([result], out)
     print(text_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
+    """Search a mixed-precision plan within ``--max-drop``; save it and return its sweep row."""
+    from . import save
+    from .evaluate.metrics import agreement, top1, topk
+    from .evaluate.report import write_text
+    from .evaluate.sweep import PrecisionResult, timed_run
+    from .quant.mixed import plan_json, search
+
+    found = search(str(source), x_test, y_test, max_drop=args.max_drop, calibration=calibration, method=args.method,
+                   batch_size=args.batch_size, threads=args.threads)
+    write_text(out / "mixed_plan.json", plan_json(found) + "\n")
+    path = out / "models" / "mixed.lowbit"
+    save(found["model"], path)
+    from . import load
+
+    model = load(path)
+    scores, seconds, compile_seconds = timed_run(model, x_test, args.batch_size, args.threads)
+    reference = load(result.get("fp32").model_file).run(x_test, batch_size=args.batch_size, threads=args.threads)
+    bits = max(int(p[3:]) if p.startswith("int") else 32 for p in found["plan"].values())
+    print(f"mixed precision within {args.max_drop} points: " +
+          ", ".join(f"{k}={v}" for k, v in found["plan"].items()), file=sys.stderr)
+    return PrecisionResult(precision="mixed", bits=bits, accuracy=top1(scores, y_test), top5=topk(scores, y_test),
+                           drop=100.0 * (result.get("fp32").accuracy - top1(scores, y_test)),
+                           agreement=agreement(scores, reference), size_bytes=path.stat().st_size,
+                           images_per_s=len(x_test) / seconds, calibration_seconds=0.0,
+                           compile_seconds=compile_seconds, overflow=0, model_file=str(path))
 
 
 def cmd_train(args) -> int:
@@ -268,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=positive_int, default=None)
     ev.add_argument("--limit", type=positive_int, help="use only the first N test samples")
     ev.add_argument("--sensitivity", metavar="PRECISION", help="per-layer sensitivity to PRECISION instead of a sweep")
+    ev.add_argument("--max-drop", type=float, metavar="POINTS",
+                    help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop")
     ev.set_defaults(func=cmd_eval)
 
     train = sub.add_parser("train", help="train a network of the model zoo (models/) from scratch")

@@ -122,6 +122,8 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
 
         graph = convert_int(model.graph, spec, ranges, shapes=sample_shapes(model, calibration),
                             exclude=exclude, **options)
+        if options.get("node_precisions"):
+            graph.metadata["precision"] = "mixed"
     graph.metadata["calibration_seconds"] = seconds
     if ranges is not None:
         graph.metadata["ranges"] = {k: [float(v[0]), float(v[1])] for k, v in ranges.items()}
