@@ -128,7 +128,8 @@ def conv_layers(model, batch):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
         b = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        layers.append((node.name or node.output[0], tuple(shapes[node.input[0]]), inits[node.input[1]], b, attrs))
+        name = node.name or node.output[0]
+        layers.append((name, tuple(shapes[node.input[0]]), inits[node.input[1]], b, attrs))
     return layers
 
 
@@ -151,7 +152,8 @@ def single_conv_model(x_shape, w, b, attrs):
     inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(b, "b")] if b is not None else [])
     graph = helper.make_graph([helper.make_node("Conv", inputs, ["y"], **attrs)], "conv",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -193,8 +195,8 @@ def main(argv=None):
 
     t_lowbit = median_time(lambda: model.run(x, batch_size=args.batch, threads=args.threads), args.repeats)
     t_ort = median_time(lambda: session.run(None, feeds), args.repeats)
-    print(f"whole model: lowbit {args.batch / t_lowbit:9,.0f} img/s   onnxruntime {args.batch / t_ort:9,.0f} img/s"
-          f"   lowbit/ort = {t_ort / t_lowbit:.2f}")
+    print(f"whole model: lowbit {args.batch / t_lowbit:9,.0f} img/s"
+          f"   onnxruntime {args.batch / t_ort:9,.0f} img/s   lowbit/ort = {t_ort / t_lowbit:.2f}")
 
     if args.no_layers:
         return

@@ -73,6 +73,7 @@ CONV_CASES = [
     ((2, 3, 9, 6), (4, 3, 3, 3), True, dict(pads=[2, 1, 2, 1], dilations=[2, 1])),
     ((1, 1, 11, 10), (6, 1, 3, 3), True, dict(pads=[1, 1, 1, 1])),
     ((2, 6, 5, 5), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], group=2)),
+    ((1, 2, 45, 37), (4, 2, 3, 3), True, dict(pads=[1, 2, 0, 1])),  # several passes per image
     # im2col + GEMM: strides, 2-D dilations, other kernel sizes, few output channels
     ((2, 3, 9, 8), (5, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ((1, 3, 9, 8), (5, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], strides=[2, 2])),

@@ -23,6 +23,22 @@ def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
     return v
 
 
+@jit
+def requantize_rows(acc, width, bias, mult, shift, m_first, rows, zero_point, qmin, qmax, out):
+    """:func:`requantize` over ``rows`` rows of ``width`` accumulators, row ``r`` belonging to
+    output channel ``m_first + r``: ``out[r, c] = requantize(acc[r, c] + bias[m_first + r], ...)``."""
+    for r in range(rows):
+        b = np.int64(bias[m_first + r])
+        m0 = mult[m_first + r]
+        n = shift[m_first + r]
+        rnd = np.int64(1) << (n - 1)
+        src = acc[r * width:(r + 1) * width]
+        dst = out[r * width:(r + 1) * width]
+        for c in range(width):
+            v = (((src[c] + b) * m0 + rnd) >> n) + zero_point
+            dst[c] = min(max(v, qmin), qmax)
+
+
 def activation(op, name, x):
     """``x`` as a C-contiguous uint8 or int8 array, or a ValueError naming what is accepted."""
     x = np.asarray(x)

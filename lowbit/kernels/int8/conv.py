@@ -23,7 +23,7 @@ from numba import prange
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
 from lowbit.kernels.int8.common import (activation, bias_of, output_dtype, output_range, requant_params,
-                                        requantize, zero_point_of)
+                                        requantize, requantize_rows, zero_point_of)
 from lowbit.kernels.int8.tile import TILE_M, TILE_P, madd_tile
 
 # int32 words (k pairs x positions) in one im2col panel: 128 KiB, well inside L2.
@@ -87,8 +87,8 @@ def _pair_slab_kernel(x, offs, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, 
         first = t * items // nthreads
         last = (t + 1) * items // nthreads
         # Slack past the last row: a tile's tail positions read (and drop) up to TILE_P words there.
-        slab = np.zeros(2 * (groups * cpn * rows_max * ws + pmax), dtype=np.int16)
-        acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
+        slab = np.zeros(2 * (groups * cpn * rows_max * ws + pmax), dtype=np.int32).view(np.int16)
+        acc = np.empty(mgp * pmax, dtype=np.int32)
         for item in range(first, last):
             img = item // blocks
             oh0 = (item % blocks) * rows_block
@@ -99,28 +99,24 @@ def _pair_slab_kernel(x, offs, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, 
             _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cpn, oh0 - ph, rows_out + (kh_ - 1) * dh,
                             rows_max, ws, pw, zp_x)
             npos = rows_out * ws
+            pp = (npos + TILE_P - 1) // TILE_P * TILE_P
             for g in range(groups):
                 gbase = g * cpn * rows_max * ws
                 for p0 in range(0, npos, TILE_P):
                     for mt in range(0, mgp, TILE_M):
-                        madd_tile(slab, offs, gbase + p0, wpk, (g * mgp + mt) * kq, kq, acc, 0)
-                        for rr in range(min(TILE_M, mg - mt)):
-                            mo = g * mg + mt + rr
-                            b, m0, n = bias[mo], mult[mo], shift[mo]
-                            out = y[((img * m_out + mo) * ho + oh0) * wo:((img * m_out + mo) * ho + oh1) * wo]
-                            # Positions [p0, p0 + TILE_P) cover parts of one or more output rows.
-                            p = p0
-                            p_end = min(p0 + TILE_P, npos)
-                            while p < p_end:
-                                r = p // ws
-                                col = p - r * ws
-                                run_end = min(p_end, (r + 1) * ws)
-                                n_valid = min(run_end - p, wo - col)
-                                src = acc[rr * TILE_P + p - p0:]
-                                dst = out[r * wo + col:]
-                                for e in range(n_valid):
-                                    dst[e] = requantize(np.int64(src[e]) + b, m0, n, zp_y, qmin, qmax)
-                                p = run_end
+                        madd_tile(slab, offs, gbase + p0, wpk, (g * mgp + mt) * kq, kq, acc, mt * pp + p0, pp)
+                for m in range(mg):
+                    mo = g * mg + m
+                    b = np.int64(bias[mo])
+                    m0 = mult[mo]
+                    n = shift[mo]
+                    rnd = np.int64(1) << (n - 1)
+                    for r in range(rows_out):
+                        src = acc[m * pp + r * ws:m * pp + r * ws + wo]
+                        dst = y[((img * m_out + mo) * ho + oh0 + r) * wo:((img * m_out + mo) * ho + oh0 + r + 1) * wo]
+                        for col in range(wo):
+                            v = (((src[col] + b) * m0 + rnd) >> n) + zp_y
+                            dst[col] = min(max(v, qmin), qmax)
 
 
 @jit
@@ -191,6 +187,7 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
         slab = np.empty(c_in * rows_max * ws, dtype=np.int16)
         panel = np.empty(kq * pmax * 2, dtype=np.int16)
         acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
+        qb = np.empty(TILE_M * TILE_P, dtype=y.dtype)
         offs = np.empty(kq, dtype=np.int64)
         for item in range(first, last):
             img = item // blocks
@@ -210,14 +207,15 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
                 for p0 in range(0, pp, TILE_P):
                     nvalid = min(TILE_P, npos - p0)
                     for mt in range(0, mgp, TILE_M):
-                        madd_tile(panel, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0)
-                        for rr in range(min(TILE_M, mg - mt)):
-                            mo = g * mg + mt + rr
-                            b, m0, n = bias[mo], mult[mo], shift[mo]
-                            src = acc[rr * TILE_P:(rr + 1) * TILE_P]
-                            dst = y[(img * m_out + mo) * ho * wo + oh0 * wo + p0:]
+                        madd_tile(panel, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0, TILE_P)
+                        rows_m = min(TILE_M, mg - mt)
+                        requantize_rows(acc, TILE_P, bias, mult, shift, g * mg + mt, rows_m, zp_y, qmin, qmax, qb)
+                        for rr in range(rows_m):
+                            src = qb[rr * TILE_P:rr * TILE_P + nvalid]
+                            o = (img * m_out + g * mg + mt + rr) * ho * wo + oh0 * wo + p0
+                            dst = y[o:o + nvalid]
                             for c in range(nvalid):
-                                dst[c] = requantize(np.int64(src[c]) + b, m0, n, zp_y, qmin, qmax)
+                                dst[c] = src[c]
 
 
 @jit(parallel=True)

@@ -15,7 +15,7 @@ Operands (both produced by the callers' packing code):
 :func:`madd_tile` computes, for ``TILE_M`` channels ``r`` and ``TILE_P``
 positions ``c``::
 
-    out[o_off + r * TILE_P + c] = sum_q  src[2 * (offs[q] + p_off + c)]     * w[r, 2q]
+    out[o_off + r * o_stride + c] = sum_q  src[2 * (offs[q] + p_off + c)]     * w[r, 2q]
                                        + src[2 * (offs[q] + p_off + c) + 1] * w[r, 2q + 1]
 
 with ``w[r]`` the ``kq`` words at ``wpk[w_off + r * kq]``, in int32
@@ -58,25 +58,26 @@ TILE_V = 3
 TILE_P = TILE_V * LANES
 
 
-def madd_tile(src, offs, p_off, wpk, w_off, kq, out, o_off):
+def madd_tile(src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride):
     """Plain numpy version of the tile (used when the JIT is disabled)."""
     pos = 2 * (offs[:kq, None] + p_off + np.arange(TILE_P)[None, :])
     x = np.stack([src[pos], src[pos + 1]], axis=-1).astype(np.int64)
     w = wpk[w_off:w_off + TILE_M * kq].view(np.int16).reshape(TILE_M, kq, 2).astype(np.int64)
-    acc = np.einsum("qpe,rqe->rp", x, w)
-    out[o_off:o_off + TILE_M * TILE_P] = acc.reshape(-1).astype(np.int32)
+    acc = np.einsum("qpe,rqe->rp", x, w).astype(np.int32)
+    for r in range(TILE_M):
+        out[o_off + r * o_stride:o_off + r * o_stride + TILE_P] = acc[r]
 
 
 @intrinsic
-def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off):
+def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride):
     ok = (isinstance(src, types.Array) and src.dtype == types.int16
           and isinstance(offs, types.Array) and offs.dtype == types.int64
           and isinstance(wpk, types.Array) and wpk.dtype == types.int32
           and isinstance(out, types.Array) and out.dtype == types.int32
-          and all(isinstance(t, types.Integer) for t in (p_off, w_off, kq, o_off)))
+          and all(isinstance(t, types.Integer) for t in (p_off, w_off, kq, o_off, o_stride)))
     if not ok:
         return None
-    sig = types.void(src, offs, p_off, wpk, w_off, kq, out, o_off)
+    sig = types.void(src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride)
 
     def codegen(context, builder, signature, args):
         i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -92,7 +93,7 @@ def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off):
             return context.cast(builder, args[i], sty[i], types.int64)
 
         src_ptr, offs_ptr, wpk_ptr, out_ptr = data(0), data(1), data(3), data(6)
-        p_off_v, w_off_v, kq_v, o_off_v = (as_i64(i) for i in (2, 4, 5, 7))
+        p_off_v, w_off_v, kq_v, o_off_v, o_stride_v = (as_i64(i) for i in (2, 4, 5, 7, 8))
         const = lambda v: ir.Constant(i64, v)
         even = ir.Constant(acc_t, [2 * i for i in range(LANES)])
         odd = ir.Constant(acc_t, [2 * i + 1 for i in range(LANES)])
@@ -122,7 +123,7 @@ def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off):
                     builder.store(builder.add(builder.load(accs[r][v]), pair_sum), accs[r][v])
         for r in range(TILE_M):
             for v in range(TILE_V):
-                idx = builder.add(o_off_v, const(r * TILE_P + v * LANES))
+                idx = builder.add(builder.add(o_off_v, builder.mul(o_stride_v, const(r))), const(v * LANES))
                 ptr = builder.bitcast(builder.gep(out_ptr, [idx], inbounds=True), acc_t.as_pointer())
                 builder.store(builder.load(accs[r][v]), ptr, align=4)
         return context.get_dummy_value()
@@ -131,7 +132,7 @@ def _madd_tile_ir(typingctx, src, offs, p_off, wpk, w_off, kq, out, o_off):
 
 
 @overload(madd_tile)
-def _madd_tile_overload(src, offs, p_off, wpk, w_off, kq, out, o_off):
-    def impl(src, offs, p_off, wpk, w_off, kq, out, o_off):
-        _madd_tile_ir(src, offs, p_off, wpk, w_off, kq, out, o_off)
+def _madd_tile_overload(src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride):
+    def impl(src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride):
+        _madd_tile_ir(src, offs, p_off, wpk, w_off, kq, out, o_off, o_stride)
     return impl
