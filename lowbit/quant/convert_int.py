@@ -2,9 +2,9 @@
 
 Scheme (see :mod:`lowbit.quant.fixed_point` for requantization):
 
-* weights: symmetric per output channel, ``s_w[m] = max|W[m]| / qmax_w``,
-  ``W_q = clamp(round_half_even(W / s_w), -qmax_w, qmax_w)`` with
-  ``qmax_w = 2^(bits-1) - 1``, stored as int8;
+* weights: per output channel by :mod:`lowbit.quant.quantizers` — symmetric
+  k-bit (``s_w[m] = max|W[m]| / (2^(k-1) - 1)``) or ternary ``{-α, 0, +α}``;
+  stored as int8, bit-packed below 8 bits;
 * activations: per tensor, from the calibration range ``[lo, hi]`` (which
   contains 0): uint8 asymmetric ``s = (hi - lo) / (2^bits - 1)``,
   ``zp = round(-lo / s)``, or int8 symmetric ``s = max(|lo|, |hi|) / qmax``,
@@ -29,9 +29,11 @@ import numpy as np
 from ..graph.ir import Graph, Node
 from ..precision import Precision
 from .fixed_point import quantize_multiplier
+from . import quantizers
 from .packing import pack_bits
 
 ANCHORS = {"Conv", "Gemm", "MatMul"}
+INTEGER_KINDS = ("int", "ternary")
 PASSTHROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu"}
 REQUANTIZING = {"Add", "Concat", "GlobalAveragePool"}
 WINDOW_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
@@ -49,16 +51,6 @@ def activation_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False
     if scale <= 0:
         return 1.0, 0
     return scale, int(min(levels, max(0, round(-lo / scale))))
-
-
-def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple:
-    """Symmetric per-output-channel quantization of ``w`` (axis 0); returns ``(w_q int8, s_w float64)``."""
-    qmax = (1 << (bits - 1)) - 1
-    flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    amax = np.abs(flat).max(axis=1)
-    scale = np.where(amax > 0, amax / qmax, 1.0)
-    q = np.clip(np.rint(flat / scale[:, None]), -qmax, qmax).astype(np.int8)
-    return q.reshape(w.shape), scale
 
 
 class _IntConverter:
@@ -109,7 +101,7 @@ class _IntConverter:
         for node in self.g.nodes:
             if node.name in self.exclude or node.op_type in self.exclude or node.name in skip:
                 continue
-            if node.name in self.node_precisions and self.node_precisions[node.name].kind != "int":
+            if node.name in self.node_precisions and self.node_precisions[node.name].kind not in INTEGER_KINDS:
                 continue
             data = self.data_inputs(node)
             if node.op_type in ANCHORS:
@@ -143,11 +135,16 @@ class _IntConverter:
             return [node.inputs[0]] if node.inputs and node.inputs[0] not in self.g.constants else []
         return [n for n in node.inputs if n and n not in self.g.constants]
 
+    def node_precision(self, node: Node) -> Precision:
+        return self.node_precisions.get(node.name, self.p)
+
     def weight_bits(self, node: Node) -> int:
-        return self.node_precisions.get(node.name, self.p).bits
+        return self.node_precision(node).bits
 
     def activation_bits(self, node: Node) -> int:
-        return self.abits or self.weight_bits(node)
+        """Explicit ``activation_bits``, else the weight bits (int2..int8); ternary weights keep 8-bit activations."""
+        spec = self.node_precision(node)
+        return self.abits or (spec.bits if spec.kind == "int" else 8)
 
     def qrange(self, tensor: str) -> tuple:
         bits = self.tensor_bits.get(tensor, self.abits or self.p.bits)
@@ -264,7 +261,7 @@ class _IntConverter:
                 and node.attrs.get("alpha", 1.0) == 1.0:
             w_q, w_scale = fixed[0], fixed[1]
         else:
-            w_q, w_scale = quantize_weights(np.asarray(w, dtype=np.float64), self.weight_bits(node))
+            w_q, w_scale = quantizers.for_precision(self.node_precision(node))(np.asarray(w, dtype=np.float64))
         acc_scale = x_scale * w_scale
         bias_q = None if bias is None else np.clip(np.rint(np.asarray(bias, np.float64) / acc_scale),
                                                    -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
@@ -273,7 +270,7 @@ class _IntConverter:
         base = node.name
         names = {"w": f"{base}::w_q", "b": f"{base}::bias_q", "m": f"{base}::multiplier", "s": f"{base}::shift"}
         bits = self.weight_bits(node)
-        if bits < 8:
+        if bits < 8:  # ternary {-1, 0, 1} packs into 2 bits like int2
             const[names["w"]] = pack_bits(w_q, bits)
             self.g.encodings[names["w"]] = {"precision": f"int{bits}", "bits": bits, "shape": list(w_q.shape)}
         else:

@@ -133,9 +133,10 @@ class Executor:
 
 
 def _kernel_kind(precision: str) -> str:
-    """Registry key of a precision: float formats compute with the fp32 kernels, int2..int8 with the int8 ones."""
+    """Registry key of a precision: float formats compute with the fp32 kernels; int2..int8 and ternary
+    weights with the int8 ones."""
     kind = get_precision(precision).kind
-    return {"float": "fp32", "int": "int8"}.get(kind, precision)
+    return {"float": "fp32", "int": "int8", "ternary": "int8"}.get(kind, precision)
 
 
 def _batch_of(feeds: dict):

@@ -1,0 +1,164 @@
+"""Integer MaxPool and GlobalAveragePool."""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from lowbit.config import jit
+from lowbit.kernels.common import window_attributes
+from lowbit.kernels.int8.common import activation, output_dtype, output_range, zero_point_of
+from lowbit.quant.fixed_point import quantize_multiplier
+
+
+@jit
+def _row_taps(start, stride, out_len, limit):
+    """Outputs ``o`` in ``[0, out_len)`` whose tap ``start + o*stride`` lies in ``[0, limit)``."""
+    lo = 0 if start >= 0 else (-start + stride - 1) // stride
+    if limit - 1 - start < 0:
+        return lo, lo
+    hi = min(out_len, (limit - 1 - start) // stride + 1)
+    return lo, max(lo, hi)
+
+
+@jit(parallel=True)
+def _max_pool_kernel(x, y, planes, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor):
+    for plane in prange(planes):
+        xp = x[plane * h * w:(plane + 1) * h * w]
+        yp = y[plane * ho * wo:(plane + 1) * ho * wo]
+        for q in range(ho * wo):
+            yp[q] = floor
+        for oh in range(ho):
+            yrow = yp[oh * wo:(oh + 1) * wo]
+            for i in range(kh):
+                ih = oh * sh - ph + i * dh
+                if ih < 0 or ih >= h:
+                    continue
+                xrow = xp[ih * w:(ih + 1) * w]
+                for j in range(kw):
+                    off = j * dw - pw
+                    lo, hi = _row_taps(off, sw, wo, w)
+                    if hi <= lo:
+                        continue
+                    yv = yrow[lo:hi]
+                    xv = xrow[lo * sw + off:]
+                    if sw == 1:
+                        for e in range(hi - lo):
+                            yv[e] = max(yv[e], xv[e])
+                    else:
+                        for e in range(hi - lo):
+                            yv[e] = max(yv[e], xv[e * sw])
+
+
+def max_pool_int8(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
+                  storage_order=0, strides=None):
+    """ONNX MaxPool on uint8/int8 data (output ``Y`` only); same dtype, scale and zero point.
+
+    ``y[n, c, oh, ow] = max over taps (a, b) inside the input of
+    x[n, c, oh*s_h - pad_h + a*d_h, ow*s_w - pad_w + b*d_w]``: padding never
+    wins.  (A window with no tap inside the input, possible only with pads as
+    large as the kernel, gives the type's minimum.)  Max commutes with the
+    monotone dequantization, so the result is exact.
+
+    Parameters
+    ----------
+    x_q : ndarray
+        uint8 or int8, (N, C, H, W) or (N, C, L).
+    auto_pad, ceil_mode, dilations, kernel_shape, pads, strides
+        As in the ONNX spec; ``kernel_shape`` is required.
+    storage_order : int
+        Only affects ``Indices``; accepted and ignored.
+
+    Returns
+    -------
+    ndarray
+        The dtype of ``x_q``, (N, C, oH, oW) (or (N, C, oL)).
+    """
+    op = "max_pool_int8"
+    x = activation(op, "x_q", x_q)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: supports 1-D (N, C, L) and 2-D (N, C, H, W) input, got shape {x.shape}")
+    if kernel_shape is None:
+        raise ValueError(f"{op}: attribute 'kernel_shape' is required")
+    rank = x.ndim - 2
+    for name, value in (("kernel_shape", kernel_shape), ("strides", strides), ("dilations", dilations)):
+        if value is not None and (len(value) != rank or any(int(v) < 1 for v in value)):
+            raise ValueError(f"{op}: '{name}' must be {rank} positive ints for input shape {x.shape},"
+                             f" got {tuple(value)}")
+    if pads is not None and (len(pads) != 2 * rank or any(int(p) < 0 for p in pads)):
+        raise ValueError(f"{op}: 'pads' must be {2 * rank} non-negative ints, got {tuple(pads)}")
+    kernel, stride, dilation, begin, _, out_spatial = window_attributes(
+        x.shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    if any(o < 1 for o in out_spatial):
+        raise ValueError(f"{op}: window {kernel} (dilations {dilation}, pads {pads})"
+                         f" does not fit input shape {x.shape}")
+    out_shape = x.shape[:2] + tuple(out_spatial)
+    if rank == 1:
+        x = x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
+        kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
+        begin, out_spatial = (0,) + begin, (1,) + out_spatial
+    n, c, h, w = x.shape
+    ho, wo = out_spatial
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    if y.size:
+        floor = np.iinfo(x.dtype).min
+        _max_pool_kernel(x.reshape(-1), y.reshape(-1), n * c, h, w, ho, wo, kernel[0], kernel[1],
+                         stride[0], stride[1], dilation[0], dilation[1], begin[0], begin[1], x.dtype.type(floor))
+    return y.reshape(out_shape)
+
+
+@jit(parallel=True)
+def _global_average_kernel(x, y, rows, count, zp_x, m0, shift, zp_y, qmin, qmax):
+    rnd = np.int64(1) << (shift - 1)
+    for row in prange(rows):
+        src = x[row * count:(row + 1) * count]
+        total = np.int64(0)
+        for e in range(count):
+            total += np.int64(src[e])
+        total -= np.int64(zp_x) * count
+        v = ((total * m0 + rnd) >> shift) + zp_y
+        y[row] = min(max(v, qmin), qmax)
+
+
+def global_average_pool_int8(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, qmin, qmax, y_signed=0):
+    """ONNX GlobalAveragePool on quantized data, in integer arithmetic.
+
+    ``acc[n, c] = sum over the S spatial positions of (x_q - x_zero_point)``
+    (exact; int64, which equals int32 accumulation whenever that does not
+    overflow), then ``y = clamp(y_zero_point + ((acc * M0 + 2^(n-1)) >> n),
+    qmin, qmax)`` with ``(M0, n)`` the fixed-point form
+    (:func:`lowbit.quant.fixed_point.quantize_multiplier`) of
+    ``M = x_scale / (S * y_scale)``.
+
+    Parameters
+    ----------
+    x_q : ndarray
+        uint8 or int8, (N, C, D1, ..., Dk), k >= 1.
+    x_scale, x_zero_point : float, int
+        Input quantization.
+    y_scale, y_zero_point : float, int
+        Output quantization.
+    qmin, qmax : int
+        Output clamp.
+    y_signed : int
+        0: uint8 output; 1: int8 output.
+
+    Returns
+    -------
+    ndarray
+        uint8 or int8, (N, C, 1, ..., 1).
+    """
+    op = "global_average_pool_int8"
+    x = activation(op, "x_q", x_q)
+    if x.ndim < 3 or 0 in x.shape[2:]:
+        raise ValueError(f"{op}: expected (N, C, D1, ...) input with non-empty spatial dims, got shape {x.shape}")
+    zp_x = zero_point_of(op, "x_zero_point", x_zero_point, x.dtype)
+    dtype = output_dtype(y_signed)
+    zp_y = zero_point_of(op, "y_zero_point", y_zero_point, dtype)
+    qmin, qmax = output_range(op, qmin, qmax, dtype)
+    count = int(np.prod(x.shape[2:]))
+    (m0,), (shift,) = quantize_multiplier(float(x_scale) / (count * float(y_scale)))
+    rows = x.shape[0] * x.shape[1]
+    y = np.empty(rows, dtype=dtype)
+    if rows:
+        _global_average_kernel(x.reshape(-1), y, rows, count, zp_x, m0, shift, zp_y, qmin, qmax)
+    return y.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
