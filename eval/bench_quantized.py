@@ -79,8 +79,8 @@ def main(argv=None):
               f"first run incl. compile/cache {first:.2f} s)")
 
     class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"input": calibration[i:i + 100]} for i in range(0, len(calibration), 100)])
+        def __init__(self, name):
+            self.batches = iter([{name: calibration[i:i + 100]} for i in range(0, len(calibration), 100)])
 
         def get_next(self):
             return next(self.batches, None)
@@ -91,9 +91,7 @@ def main(argv=None):
     variants = {"onnxruntime fp32": model_path}
     for label, fmt in (("onnxruntime int8 QDQ", QuantFormat.QDQ), ("onnxruntime int8 QOperator", QuantFormat.QOperator)):
         out = tmp / f"{fmt.name}.onnx"
-        Reader.__init__ = (lambda self, name=input_name: setattr(self, "batches", iter(
-            [{name: calibration[i:i + 100]} for i in range(0, len(calibration), 100)])))
-        quantize_static(str(model_path), str(out), Reader(), quant_format=fmt, per_channel=True,
+        quantize_static(str(model_path), str(out), Reader(input_name), quant_format=fmt, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         variants[label] = out
     for label, path in variants.items():
