@@ -20,6 +20,8 @@ from ..graph.ir import Graph, Node, ValueInfo
 from .atomic import atomic_path
 
 FORMAT = "lowbit"
+#: Metadata only needed while converting (import shapes, calibration ranges): not saved.
+TRANSIENT_METADATA = ("static_shapes", "ranges")
 VERSION = 1
 
 
@@ -81,7 +83,8 @@ def save_graph(graph: Graph, path) -> None:
            "inputs": [_value_info_json(v) for v in graph.inputs],
            "outputs": [_value_info_json(v) for v in graph.outputs],
            "constants": const_keys, "encodings": _encode_value(graph.encodings, tensors, "e"),
-           "metadata": _encode_value({k: v for k, v in graph.metadata.items() if k != "static_shapes"}, tensors, "m"),
+           "metadata": _encode_value({k: v for k, v in graph.metadata.items() if k not in TRANSIENT_METADATA},
+                                      tensors, "m"),
            "nodes": nodes}
     buffer = io.BytesIO()
     np.savez(buffer, **tensors)

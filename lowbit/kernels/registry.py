@@ -8,6 +8,11 @@ tuple of arrays.
 from __future__ import annotations
 
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .int8 import conv as conv_int8
+from .int8 import elementwise as elementwise_int8
+from .int8 import gemm as gemm_int8
+from .int8 import pool as pool_int8
+from .int8 import quantize as quantize_int8
 
 KERNELS = {
     # arithmetic, on Numba kernels
@@ -51,6 +56,24 @@ KERNELS = {
     ("Pad", "fp32"): shape_ops.pad,
     ("Identity", "fp32"): shape_ops.identity,
     ("Dropout", "fp32"): shape_ops.dropout,
+    # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
+    ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,
+    ("DequantizeLinear", "int8"): quantize_int8.dequantize_linear,
+    ("Conv", "int8"): conv_int8.conv_int8,
+    ("Gemm", "int8"): gemm_int8.gemm_int8,
+    ("MaxPool", "int8"): pool_int8.max_pool_int8,
+    ("GlobalAveragePool", "int8"): pool_int8.global_average_pool_int8,
+    ("Add", "int8"): elementwise_int8.add_int8,
+    ("Concat", "int8"): elementwise_int8.concat_int8,
+    ("Relu", "int8"): elementwise_int8.relu_int8,
+    # data movement is the same on integer tensors
+    ("Flatten", "int8"): shape_ops.flatten,
+    ("Reshape", "int8"): shape_ops.reshape,
+    ("Transpose", "int8"): shape_ops.transpose,
+    ("Squeeze", "int8"): shape_ops.squeeze,
+    ("Unsqueeze", "int8"): shape_ops.unsqueeze,
+    ("Identity", "int8"): shape_ops.identity,
+    ("Dropout", "int8"): shape_ops.dropout,
 }
 
 #: Op types the float32 path runs (Constant is folded by the importer).

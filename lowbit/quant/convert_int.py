@@ -275,7 +275,7 @@ class _IntConverter:
             self.g.encodings[names["w"]] = {"precision": f"int{bits}", "bits": bits, "shape": list(w_q.shape)}
         else:
             const[names["w"]] = w_q
-        const[names["m"]], const[names["s"]] = multiplier, shift
+        const[names["m"]], const[names["s"]] = multiplier.astype(np.int32), shift.astype(np.int32)
         inputs = [f"{node.inputs[0]}::q", names["w"], "", names["m"], names["s"]]
         if bias_q is not None:
             const[names["b"]] = bias_q
