@@ -74,17 +74,22 @@ CONV_CASES = [
     ((1, 1, 11, 10), (6, 1, 3, 3), True, dict(pads=[1, 1, 1, 1])),
     ((2, 6, 5, 5), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], group=2)),
     ((1, 2, 45, 37), (4, 2, 3, 3), True, dict(pads=[1, 2, 0, 1])),  # several passes per image
-    # im2col + GEMM: strides, 2-D dilations, other kernel sizes, few output channels
+    # im2col + GEMM: 3x3 on a small image with a long reduction, strides, 2-D dilations,
+    # other kernel sizes, 2-3 output channels per group
+    ((2, 16, 5, 5), (8, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),
     ((2, 3, 9, 8), (5, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ((1, 3, 9, 8), (5, 3, 3, 3), True, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ((2, 4, 9, 9), (3, 4, 3, 3), True, dict(pads=[2, 2, 2, 2], dilations=[2, 2])),
     ((2, 3, 8, 7), (6, 3, 5, 5), False, dict(pads=[2, 1, 2, 3])),
-    ((2, 5, 6, 6), (7, 5, 1, 1), True, dict()),
+    ((2, 5, 6, 6), (7, 5, 1, 1), True, dict()),  # (a reduction of 5: generic direct)
     ((2, 4, 7, 6), (4, 4, 2, 3), True, dict(strides=[1, 2])),
     ((2, 6, 6, 6), (6, 2, 3, 3), True, dict(pads=[1, 1, 1, 1], group=3)),
     ((2, 3, 6, 6), (2, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),
-    # generic direct kernel: depthwise, one input channel with a non-3x3 kernel
+    # direct 3x3, one output channel per group (depthwise)
     ((2, 4, 7, 7), (4, 1, 3, 3), True, dict(pads=[1, 1, 1, 1], group=4)),
+    ((1, 3, 6, 5), (3, 1, 3, 3), False, dict(pads=[0, 1, 2, 1], group=3)),
+    # generic direct kernel: strided depthwise, two outputs per group, one input channel
+    ((2, 3, 7, 6), (6, 1, 3, 3), True, dict(pads=[1, 1, 1, 1], group=3)),
     ((1, 4, 8, 7), (8, 1, 3, 3), True, dict(pads=[1, 0, 1, 2], group=4, strides=[2, 2])),
     ((2, 1, 9, 9), (4, 1, 2, 2), True, dict(strides=[2, 1])),
     # auto_pad
@@ -111,7 +116,8 @@ def test_conv_matches_naive_and_onnxruntime(rng, x_shape, w_shape, with_bias, at
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
     ((2, 3, 6, 6), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1])),                 # direct 3x3
     ((2, 3, 6, 6), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),  # im2col
-    ((2, 3, 6, 6), (3, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=3)),        # generic direct
+    ((2, 3, 6, 6), (3, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=3)),        # direct 3x3, depthwise
+    ((2, 3, 6, 6), (3, 1, 2, 2), dict(pads=[1, 1, 1, 1], group=3)),        # generic direct
 ])
 def test_conv_fused_clamp(rng, x_shape, w_shape, attrs, clip):
     x, w, b = randn(rng, *x_shape), randn(rng, *w_shape), randn(rng, w_shape[0])
@@ -136,6 +142,7 @@ def test_conv_random_shapes_match_naive(n, c, m, h, wid, k, stride, pad, seed):
     ((1, 8, 12, 12), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
     ((3, 8, 12, 12), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ((3, 8, 12, 12), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=8)),
+    ((3, 8, 12, 12), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=8, strides=[2, 2])),
 ])
 def test_conv_is_deterministic_across_thread_counts(rng, x_shape, w_shape, attrs):
     x, w, b = randn(rng, *x_shape), randn(rng, *w_shape), randn(rng, w_shape[0])

@@ -1,28 +1,30 @@
 """fp32 Conv (ONNX semantics, NCHW input and output), three kernels behind one function.
 
-* **3x3, stride 1** (with at least 4 output channels per group; any padding,
-  vertical dilation): a direct kernel.  A few images are copied one under the
-  other into a zero-padded plane per input channel, laid out so that every
-  tap ``(i, j)`` of every output position is one contiguous run of that
-  plane at a fixed offset.  A pass over the plane then adds the 9 taps of
-  one input channel to 4 output-channel accumulator rows, a loop LLVM
-  vectorises with 36 multiply-adds per vector of positions and no im2col
-  copy.  The price is a few wasted positions on the pad rows and columns
-  (7% at 28x28, 27% at 8x8).
-* **other shapes with a larger per-group reduction**: im2col + GEMM.  Each
+* **3x3, stride 1** (with 1 or at least 4 output channels per group; any
+  padding, vertical dilation): a direct kernel.  A few images are copied one
+  under the other into a zero-padded plane per input channel, laid out so
+  that every tap ``(i, j)`` of every output position is one contiguous run
+  of that plane at a fixed offset.  A pass over the plane then adds the 9
+  taps of one input channel to 4 output-channel accumulator rows (1 for
+  depthwise convolutions), a loop LLVM vectorises with 36 multiply-adds per
+  vector of positions and no im2col copy.  The price is the positions
+  computed on the shared pad rows and columns and discarded (7% more work at
+  28x28, 27% at 8x8).
+* **other shapes with a larger per-group reduction** (and 3x3 on images so
+  small that the direct kernel's pads would cost more): im2col + GEMM.  Each
   thread copies the input rows it needs into a zero-padded channels-last
   slab (one kernel row of a patch is then a contiguous run of ``kW * C``
   floats), gathers blocks of output positions into a panel
   ``cols[p, (kh, kw, c)]`` and multiplies it with the weights packed as
   ``wp[g, m, (kh, kw, c)]`` by :func:`lowbit.kernels.float.gemm.dot_tile`.
-* **tiny per-group reductions** (depthwise convolutions, one input channel
-  with another kernel size): one vectorised ``y_row += w * x_row`` per tap.
+* **tiny per-group reductions** (strided depthwise convolutions, one input
+  channel with another kernel size): one ``y_row += w * x_row`` per tap.
 
 All three add the bias and clamp (lowbit's fused activation) while writing
-the NCHW output.  Work is split over images, and over output channels or
-rows when the batch is smaller than the thread count; an output element's
-summation order never depends on that split, so results are bit-identical
-for any thread count.
+the NCHW output.  Work items (images, and output channels or rows when the
+batch is smaller than the thread count) are claimed by the threads as they
+come free; an output element's summation order never depends on which
+thread computes it, so results are bit-identical for any thread count.
 """
 from __future__ import annotations
 
@@ -34,21 +36,31 @@ from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
-from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, clamp, dot_tile, round_up
+from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, claim, clamp, dot_tile, round_up
 
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
 _SMALL_K = 16
+# A 3x3 stride-1 convolution goes to im2col + GEMM instead of the direct kernel
+# when the direct kernel would compute more than this many positions per
+# output (pads of small images) and the reduction is long enough for the GEMM
+# to run well (on 8x8 images with 32-64 channels: 63-78 against 51-66 GFLOP/s).
+_MAX_WASTE = 1.2
+_IM2COL_MIN_K = 144
 # The direct 3x3 kernel stacks images until a pass covers about this many
 # positions, and splits larger images into passes of about this many
 # (4 accumulator rows of it stay in L1).
 _STACK_POSITIONS = 1200
+# Positions per pass are rounded up to a multiple of this (the widest vector
+# of floats), and the planes carry as many floats of zero slack at the end.
+_SLACK = 16
 # Floats in one im2col panel (96 KiB: stays in L2 while every channel tile sweeps it).
 _PANEL_FLOATS = 24576
 
 
 @jit(parallel=True, fast=True)
 def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
-                   sh, sw, dh, dw, ph, pw, ho, wo, kp, split, rows_max, ws, block, nthreads, lo, hi):
+                   sh, sw, dh, dw, ph, pw, ho, wo, kp, split, rows_max, ws, block, nthreads, counter,
+                   lo, hi):
     cg = c_in // groups
     kg = cg * kh_ * kw_
     m_out = groups * mg
@@ -58,12 +70,13 @@ def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, k
     merge = dw == 1 and groups == 1
     run = kw_ * c_in if merge else cg
     runs = 1 if merge else kw_
-    for t in prange(nthreads):
-        first = t * items // nthreads
-        last = (t + 1) * items // nthreads
+    for _ in prange(nthreads):
         slab = np.empty(rows_max * ws * c_in, dtype=np.float32)
         cols = np.zeros(block * kp, dtype=np.float32)
-        for item in range(first, last):
+        while True:
+            item = claim(counter)
+            if item >= items:
+                break
             img = item // split
             part = item % split
             oh0 = part * ho // split
@@ -163,12 +176,29 @@ def _taps3x3(acc, npos, pitch, xp, off, row, wq):
                   + (w36 * x6 + w37 * x7 + w38 * x8))
 
 
+@jit
+def _taps3x3_row(acc, npos, xp, off, row, wq):
+    """``acc[p] += sum_{i,j} wq[i, j] * xp[off + p + i*row + j]``: :func:`_taps3x3` for one output channel."""
+    a0 = acc[0:npos]
+    xa = xp[off:]
+    xb = xp[off + row:]
+    xc = xp[off + 2 * row:]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = wq[0], wq[1], wq[2], wq[3], wq[4], wq[5], wq[6], wq[7], wq[8]
+    for p in range(npos):
+        a0[p] += ((w0 * xa[p] + w1 * xa[p + 1] + w2 * xa[p + 2])
+                  + (w3 * xb[p] + w4 * xb[p + 1] + w5 * xb[p + 2])
+                  + (w6 * xc[p] + w7 * xc[p + 1] + w8 * xc[p + 2]))
+
+
 @jit(parallel=True)
 def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh, ph, pw,
-                      ho, wo, pitch, gap, stack, chunk, split, nthreads, lo, hi):
+                      ho, wo, pitch, gap, stack, chunk, split, nthreads, counter, lo, hi):
     cg = c_in // groups
     m_out = groups * mg
-    blocks = mgp // 4
+    # Output channels go by blocks of 4 (one output channel per group, as in
+    # depthwise convolutions, by blocks of 1).
+    rb = 4 if mgp % 4 == 0 else 1
+    blocks = mgp // rb
     # `stack` images are laid out one under the other in a zero-filled plane per
     # input channel: rows of `pitch` >= w_in + pad floats, `gap` zero rows
     # between images (one gap serves as the bottom pad of an image and the top
@@ -182,39 +212,47 @@ def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh,
     chunk_rows = max(1, chunk // pitch)
     stacks = (n_img + stack - 1) // stack
     items = stacks * split
-    for t in prange(nthreads):
-        first = t * items // nthreads
-        last = (t + 1) * items // nthreads
-        xp = np.empty(c_in * plane, dtype=np.float32)
-        acc = np.empty(4 * chunk_rows * pitch, dtype=np.float32)
-        for item in range(first, last):
+    for _ in prange(nthreads):
+        # Only image interiors are ever written, so the pads stay zero; slots of
+        # a short last stack keep stale images, which feed only discarded outputs.
+        xp = np.zeros(c_in * plane + _SLACK, dtype=np.float32)
+        acc = np.empty(rb * (chunk_rows * pitch + _SLACK), dtype=np.float32)
+        loaded = -1
+        while True:
+            item = claim(counter)
+            if item >= items:
+                break
             img0 = (item // split) * stack
             count = min(stack, n_img - img0)
             part = item % split
-            if item == first or part == 0:
-                for q in range(c_in * plane):
-                    xp[q] = 0.0
+            if img0 != loaded:
+                loaded = img0
                 for k in range(count):
                     for c in range(c_in):
+                        src = x[((img0 + k) * c_in + c) * h * w_in:((img0 + k) * c_in + c + 1) * h * w_in]
+                        dst = xp[c * plane + (gap + k * rows) * pitch + pw:(c + 1) * plane]
                         for ih in range(h):
-                            o = c * plane + (gap + k * rows + ih) * pitch + pw
-                            dst = xp[o:o + w_in]
-                            src = x[((img0 + k) * c_in + c) * h * w_in + ih * w_in:][:w_in]
-                            for q in range(w_in):
-                                dst[q] = src[q]
+                            for iw in range(w_in):
+                                dst[ih * pitch + iw] = src[ih * w_in + iw]
             out_rows = (count - 1) * rows + ho
             for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
                 g = gb // blocks
-                m0 = (gb % blocks) * 4
+                m0 = (gb % blocks) * rb
                 for r0 in range(0, out_rows, chunk_rows):
                     r1 = min(r0 + chunk_rows, out_rows)
-                    n = (r1 - r0 - 1) * pitch + wo
-                    for q in range(4 * n):
+                    # A whole number of vectors: the scalar remainder loop would cost as
+                    # much per position as a vector iteration does per 16.
+                    n = ((r1 - r0 - 1) * pitch + wo + _SLACK - 1) // _SLACK * _SLACK
+                    for q in range(rb * n):
                         acc[q] = 0.0
                     for ci in range(cg):
-                        _taps3x3(acc, n, n, xp, (g * cg + ci) * plane + base + r0 * pitch, dh * pitch,
-                                 wq[(gb * cg + ci) * 36:(gb * cg + ci + 1) * 36])
-                    for r in range(4):
+                        off = (g * cg + ci) * plane + base + r0 * pitch
+                        w0 = (gb * cg + ci) * 9 * rb
+                        if rb == 4:
+                            _taps3x3(acc, n, n, xp, off, dh * pitch, wq[w0:w0 + 36])
+                        else:
+                            _taps3x3_row(acc, n, xp, off, dh * pitch, wq[w0:w0 + 9])
+                    for r in range(rb):
                         if m0 + r < mg:
                             mo = g * mg + m0 + r
                             bv = bias[mo]
@@ -269,6 +307,25 @@ def _direct_kernel(x, w, bias, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
         bv = bias[mo]
         for q in range(ho * wo):
             plane[q] = clamp(plane[q] + bv, lo, hi)
+
+
+def _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, nthreads, lo, hi):
+    """Pack the weights and run :func:`_direct3x3_kernel` (see ``conv`` for the layout)."""
+    n_img, c_in, h, w_in = x.shape
+    ho, wo = y.shape[2:]
+    rb = 4 if mg >= 4 else 1
+    mgp = round_up(mg, rb)
+    wq = np.zeros((group, mgp, cg, 9), dtype=np.float32)
+    wq[:, :mg] = w.reshape(group, mg, cg, 9)
+    wq = np.ascontiguousarray(wq.reshape(group, mgp // rb, rb, cg, 9).transpose(0, 1, 3, 2, 4))
+    # As many images per stack as fit, with a multiple of the thread count of stacks.
+    stacks = round_up(-(-n_img // max(1, _STACK_POSITIONS // per_image)), nthreads)
+    stack = -(-n_img // stacks)
+    stacks = -(-n_img // stack)
+    split = 1 if stacks >= nthreads else min(group * mgp // rb, -(-nthreads // stacks))
+    _direct3x3_kernel(x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                      group, mg, mgp, dh, ph, pw, ho, wo, pitch, gap, stack, _STACK_POSITIONS,
+                      split, nthreads, np.zeros(1, dtype=np.int64), lo, hi)
 
 
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
@@ -341,25 +398,15 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     kg = cg * kh_ * kw_
     mg = m_out // group
     nthreads = numba.get_num_threads()
-    if (kh_, kw_, sh, sw, dw) == (3, 3, 1, 1, 1) and mg >= TILE_M:
-        mgp = round_up(mg, 4)
-        wq = np.zeros((group, mgp, cg, 9), dtype=np.float32)
-        wq[:, :mg] = w.reshape(group, mg, cg, 9)
-        wq = np.ascontiguousarray(wq.reshape(group, mgp // 4, 4, cg, 9).transpose(0, 1, 3, 2, 4))
+    if (kh_, kw_, sh, sw, dw) == (3, 3, 1, 1, 1) and (mg >= 4 or mg == 1):
         pad_w_end = wo + 2 - w_in - pw
         pad_h_end = ho + 2 * dh - h - ph
         pitch = max(w_in + max(pw, pad_w_end), wo)
         gap = max(ph, pad_h_end, 0)
         per_image = (h + gap) * pitch
-        # As many images per stack as fit, with a multiple of the thread count of stacks.
-        stacks = round_up(-(-n_img // max(1, _STACK_POSITIONS // per_image)), nthreads)
-        stack = -(-n_img // stacks)
-        stacks = -(-n_img // stack)
-        split = 1 if stacks >= nthreads else min(group * mgp // 4, -(-nthreads // stacks))
-        _direct3x3_kernel(x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
-                          group, mg, mgp, dh, ph, pw, ho, wo, pitch, gap, stack, _STACK_POSITIONS,
-                          split, nthreads, lo, hi)
-        return y
+        if per_image <= _MAX_WASTE * ho * wo or kg < _IM2COL_MIN_K:
+            _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, nthreads, lo, hi)
+            return y
     if kg <= _SMALL_K:
         _direct_kernel(x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
                        group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, lo, hi)
@@ -374,5 +421,5 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     block = max(TILE_N, _PANEL_FLOATS // kp // TILE_N * TILE_N)
     _im2col_kernel(x.reshape(-1), wp.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
                    group, mg, mgp, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kp, split,
-                   rows_max, ws, block, nthreads, lo, hi)
+                   rows_max, ws, block, nthreads, np.zeros(1, dtype=np.int64), lo, hi)
     return y

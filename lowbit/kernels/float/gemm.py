@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from lowbit.config import jit
 
@@ -36,6 +38,38 @@ _TILES_PER_TASK = 32
 def round_up(n, multiple):
     """Smallest multiple of ``multiple`` that is >= ``n``."""
     return -(-int(n) // multiple) * multiple
+
+
+def claim(counter):
+    """Add 1 to ``counter[0]`` (a 1-element int64 array) and return its old value; atomic in Numba code.
+
+    Parallel kernels hand out work items with it rather than splitting them
+    evenly up front: on a busy machine a thread that starts late then does
+    fewer items instead of holding up the others.  Which thread computes an
+    item never changes the item's result.
+    """
+    old = int(counter[0])
+    counter[0] = old + 1
+    return old
+
+
+@intrinsic
+def _atomic_increment(typingctx, counter):
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, [zero])
+        return builder.atomic_rmw("add", pointer, context.get_constant(types.int64, 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
+@overload(claim)
+def _claim_jit(counter):
+    return lambda counter: _atomic_increment(counter)
 
 
 @jit(fast=True)
