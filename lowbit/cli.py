@@ -97,9 +97,14 @@ def cmd_quantize(args) -> int:
     if args.calibration:
         calibration = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))
     options = {}
+    if precision.kind in ("int", "ternary"):
+        options["activation_type"] = args.activation_type
     if not precision.is_float:
-        options = {"activation_type": args.activation_type, "first_layer": args.first_layer,
-                   "last_layer": args.last_layer}
+        quantized_name = "binary" if precision.kind == "binary" else "int8"
+        for key in ("first_layer", "last_layer"):
+            choice = getattr(args, key)
+            if choice != "default":
+                options[key] = quantized_name if choice == "quantized" else "fp32"
     exclude = [n for n in (args.exclude or "").split(",") if n]
     quantized = quantize(model, precision, calibration=calibration, method=args.method,
                          calibration_size=args.calibration_size, nodes_to_exclude=exclude, **options)
@@ -262,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     quant = sub.add_parser("quantize", help="quantize an fp32 ONNX model into a .lowbit file")
     quant.add_argument("model", help="fp32 model (.onnx)")
-    quant.add_argument("--precision", required=True, help="fp16, bf16, fp8-e4m3, fp8-e5m2, int8")
+    quant.add_argument("--precision", required=True,
+                       help="fp16, bf16, fp8-e4m3, fp8-e5m2, int8, int2..int7, ternary or binary")
     quant.add_argument("--calibration", help="calibration data: .npz (x_train, else x_test) or .npy")
     quant.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"],
                        help="activation range method (default minmax)")
@@ -270,8 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calibration samples used (default 1000)")
     quant.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"],
                        help="integer activations: uint8 asymmetric (default) or int8 symmetric")
-    quant.add_argument("--first-layer", default="int8", choices=["int8", "fp32"], help="first weighted layer's precision")
-    quant.add_argument("--last-layer", default="int8", choices=["int8", "fp32"], help="last weighted layer's precision")
+    quant.add_argument("--first-layer", default="default", choices=["default", "quantized", "fp32"],
+                       help="first weighted layer: quantized or fp32 (default: quantized for int8/k-bit/ternary, "
+                            "fp32 for binary)")
+    quant.add_argument("--last-layer", default="default", choices=["default", "quantized", "fp32"],
+                       help="last weighted layer, as --first-layer")
     quant.add_argument("--exclude", help="comma-separated node names or op types to keep in fp32")
     quant.add_argument("-o", "--output", required=True, help="output .lowbit file")
     quant.set_defaults(func=cmd_quantize)

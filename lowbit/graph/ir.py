@@ -104,7 +104,7 @@ def count_params(graph: Graph, node: Node) -> int:
     if "params" in node.quant:
         total = 0
         for name in node.quant["params"]:
-            shape = graph.encodings.get(name, {}).get("shape")
+            shape = node.quant.get("param_shapes", {}).get(name) or graph.encodings.get(name, {}).get("shape")
             total += int(np.prod(shape)) if shape is not None else graph.constants[name].size
         return int(total)
     return int(sum(graph.constants[name].size for name in node.inputs

@@ -7,6 +7,7 @@ tuple of arrays.
 """
 from __future__ import annotations
 
+from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
 from .int8 import conv as conv_int8
 from .int8 import elementwise as elementwise_int8
@@ -66,6 +67,10 @@ KERNELS = {
     ("Add", "int8"): elementwise_int8.add_int8,
     ("Concat", "int8"): elementwise_int8.concat_int8,
     ("Relu", "int8"): elementwise_int8.relu_int8,
+    # binary: XNOR/popcount on packed signs
+    ("Conv", "binary"): binary.conv_binary,
+    ("Gemm", "binary"): binary.gemm_binary,
+    ("MaxPool", "binary"): binary.max_pool_binary,
     # data movement is the same on integer tensors
     ("Flatten", "int8"): shape_ops.flatten,
     ("Reshape", "int8"): shape_ops.reshape,

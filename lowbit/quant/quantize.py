@@ -102,7 +102,7 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     exclude = frozenset(nodes_to_exclude)
     start = time.perf_counter()
     ranges = None
-    needs_ranges = spec.scaled or not spec.is_float
+    needs_ranges = spec.scaled or spec.kind in ("int", "ternary")
     if needs_ranges and calibration_ranges is not None:
         ranges = calibration_ranges
     elif needs_ranges:
@@ -117,6 +117,10 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         graph = copy.deepcopy(model.graph)
     elif spec.is_float:
         graph = convert_float(model.graph, spec, ranges, exclude)
+    elif spec.kind == "binary":
+        from .convert_binary import convert_binary
+
+        graph = convert_binary(model.graph, spec, exclude=exclude, **options)
     else:
         from .convert_int import convert_int
 

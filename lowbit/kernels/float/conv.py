@@ -32,11 +32,10 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
-from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, claim, clamp, dot_tile, round_up
+from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, claim, clamp, dot_tile, round_up, run_threads
 
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
 _SMALL_K = 16
@@ -57,8 +56,8 @@ _SLACK = 16
 _PANEL_FLOATS = 24576
 
 
-@jit(parallel=True, fast=True)
-def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
+@jit(fast=True)
+def _im2col_worker(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
                    sh, sw, dh, dw, ph, pw, ho, wo, kp, split, rows_max, ws, block, nthreads, counter,
                    lo, hi):
     cg = c_in // groups
@@ -70,73 +69,72 @@ def _im2col_kernel(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, k
     merge = dw == 1 and groups == 1
     run = kw_ * c_in if merge else cg
     runs = 1 if merge else kw_
-    for _ in prange(nthreads):
-        slab = np.empty(rows_max * ws * c_in, dtype=np.float32)
-        cols = np.zeros(block * kp, dtype=np.float32)
-        while True:
-            item = claim(counter)
-            if item >= items:
-                break
-            img = item // split
-            part = item % split
-            oh0 = part * ho // split
-            oh1 = (part + 1) * ho // split
-            if oh0 == oh1:
+    slab = np.empty(rows_max * ws * c_in, dtype=np.float32)
+    cols = np.zeros(block * kp, dtype=np.float32)
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        img = item // split
+        part = item % split
+        oh0 = part * ho // split
+        oh1 = (part + 1) * ho // split
+        if oh0 == oh1:
+            continue
+        ih0 = oh0 * sh - ph
+        rows = (oh1 - 1 - oh0) * sh + (kh_ - 1) * dh + 1
+        # Input rows [ih0, ih0 + rows) -> zero-padded channels-last slab.
+        for r in range(rows):
+            ih = ih0 + r
+            srow = slab[r * ws * c_in:(r + 1) * ws * c_in]
+            if ih < 0 or ih >= h:
+                for q in range(ws * c_in):
+                    srow[q] = 0.0
                 continue
-            ih0 = oh0 * sh - ph
-            rows = (oh1 - 1 - oh0) * sh + (kh_ - 1) * dh + 1
-            # Input rows [ih0, ih0 + rows) -> zero-padded channels-last slab.
-            for r in range(rows):
-                ih = ih0 + r
-                srow = slab[r * ws * c_in:(r + 1) * ws * c_in]
-                if ih < 0 or ih >= h:
-                    for q in range(ws * c_in):
-                        srow[q] = 0.0
-                    continue
-                for jw in range(ws):
-                    iw = jw - pw
-                    dst = srow[jw * c_in:(jw + 1) * c_in]
-                    if iw < 0 or iw >= w_in:
-                        for c in range(c_in):
-                            dst[c] = 0.0
-                    else:
-                        src = x[(img * c_in * h + ih) * w_in + iw:]
-                        for c in range(c_in):
-                            dst[c] = src[c * h * w_in]
-            p_begin = oh0 * wo
-            p_end = oh1 * wo
-            for g in range(groups):
-                for p0 in range(p_begin, p_end, block):
-                    npos = min(block, p_end - p0)
-                    npad = (npos + TILE_N - 1) // TILE_N * TILE_N
-                    for q in range(npos):
-                        oh = (p0 + q) // wo
-                        ow = (p0 + q) % wo
-                        d = q * kp
-                        for i in range(kh_):
-                            s = ((oh - oh0) * sh + i * dh) * ws * c_in + ow * sw * c_in + g * cg
-                            for j in range(runs):
-                                dst = cols[d:d + run]
-                                src = slab[s + j * dw * c_in:s + j * dw * c_in + run]
-                                for e in range(run):
-                                    dst[e] = src[e]
-                                d += run
-                    for q in range(npos, npad):
-                        dst = cols[q * kp:q * kp + kg]
-                        for e in range(kg):
-                            dst[e] = 0.0
-                    for it in range(0, mgp, TILE_M):
-                        ia = (g * mgp + it) * kp
-                        for jt in range(0, npad, TILE_N):
-                            acc = dot_tile(wp, ia, cols, jt * kp, kp)
-                            for r in range(TILE_M):
-                                if it + r < mg:
-                                    mo = g * mg + it + r
-                                    bv = bias[mo]
-                                    o = (img * m_out + mo) * ho * wo + p0 + jt
-                                    for c in range(TILE_N):
-                                        if jt + c < npos:
-                                            y[o + c] = clamp(acc[r * TILE_N + c] + bv, lo, hi)
+            for jw in range(ws):
+                iw = jw - pw
+                dst = srow[jw * c_in:(jw + 1) * c_in]
+                if iw < 0 or iw >= w_in:
+                    for c in range(c_in):
+                        dst[c] = 0.0
+                else:
+                    src = x[(img * c_in * h + ih) * w_in + iw:]
+                    for c in range(c_in):
+                        dst[c] = src[c * h * w_in]
+        p_begin = oh0 * wo
+        p_end = oh1 * wo
+        for g in range(groups):
+            for p0 in range(p_begin, p_end, block):
+                npos = min(block, p_end - p0)
+                npad = (npos + TILE_N - 1) // TILE_N * TILE_N
+                for q in range(npos):
+                    oh = (p0 + q) // wo
+                    ow = (p0 + q) % wo
+                    d = q * kp
+                    for i in range(kh_):
+                        s = ((oh - oh0) * sh + i * dh) * ws * c_in + ow * sw * c_in + g * cg
+                        for j in range(runs):
+                            dst = cols[d:d + run]
+                            src = slab[s + j * dw * c_in:s + j * dw * c_in + run]
+                            for e in range(run):
+                                dst[e] = src[e]
+                            d += run
+                for q in range(npos, npad):
+                    dst = cols[q * kp:q * kp + kg]
+                    for e in range(kg):
+                        dst[e] = 0.0
+                for it in range(0, mgp, TILE_M):
+                    ia = (g * mgp + it) * kp
+                    for jt in range(0, npad, TILE_N):
+                        acc = dot_tile(wp, ia, cols, jt * kp, kp)
+                        for r in range(TILE_M):
+                            if it + r < mg:
+                                mo = g * mg + it + r
+                                bv = bias[mo]
+                                o = (img * m_out + mo) * ho * wo + p0 + jt
+                                for c in range(TILE_N):
+                                    if jt + c < npos:
+                                        y[o + c] = clamp(acc[r * TILE_N + c] + bv, lo, hi)
 
 
 @jit
@@ -190,8 +188,8 @@ def _taps3x3_row(acc, npos, xp, off, row, wq):
                   + (w6 * xc[p] + w7 * xc[p + 1] + w8 * xc[p + 2]))
 
 
-@jit(parallel=True)
-def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh, ph, pw,
+@jit
+def _direct3x3_worker(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh, ph, pw,
                       ho, wo, pitch, gap, stack, chunk, split, nthreads, counter, lo, hi):
     cg = c_in // groups
     m_out = groups * mg
@@ -212,105 +210,116 @@ def _direct3x3_kernel(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh,
     chunk_rows = max(1, chunk // pitch)
     stacks = (n_img + stack - 1) // stack
     items = stacks * split
-    for _ in prange(nthreads):
-        # Only image interiors are ever written, so the pads stay zero; slots of
-        # a short last stack keep stale images, which feed only discarded outputs.
-        xp = np.zeros(c_in * plane + _SLACK, dtype=np.float32)
-        acc = np.empty(rb * (chunk_rows * pitch + _SLACK), dtype=np.float32)
-        loaded = -1
-        while True:
-            item = claim(counter)
-            if item >= items:
-                break
-            img0 = (item // split) * stack
-            count = min(stack, n_img - img0)
-            part = item % split
-            if img0 != loaded:
-                loaded = img0
-                for k in range(count):
-                    for c in range(c_in):
-                        src = x[((img0 + k) * c_in + c) * h * w_in:((img0 + k) * c_in + c + 1) * h * w_in]
-                        dst = xp[c * plane + (gap + k * rows) * pitch + pw:(c + 1) * plane]
-                        for ih in range(h):
-                            for iw in range(w_in):
-                                dst[ih * pitch + iw] = src[ih * w_in + iw]
-            out_rows = (count - 1) * rows + ho
-            for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
-                g = gb // blocks
-                m0 = (gb % blocks) * rb
-                for r0 in range(0, out_rows, chunk_rows):
-                    r1 = min(r0 + chunk_rows, out_rows)
-                    # A whole number of vectors: the scalar remainder loop would cost as
-                    # much per position as a vector iteration does per 16.
-                    n = ((r1 - r0 - 1) * pitch + wo + _SLACK - 1) // _SLACK * _SLACK
-                    for q in range(rb * n):
-                        acc[q] = 0.0
-                    for ci in range(cg):
-                        off = (g * cg + ci) * plane + base + r0 * pitch
-                        w0 = (gb * cg + ci) * 9 * rb
-                        if rb == 4:
-                            _taps3x3(acc, n, n, xp, off, dh * pitch, wq[w0:w0 + 36])
-                        else:
-                            _taps3x3_row(acc, n, xp, off, dh * pitch, wq[w0:w0 + 9])
-                    for r in range(rb):
-                        if m0 + r < mg:
-                            mo = g * mg + m0 + r
-                            bv = bias[mo]
-                            for row in range(r0, r1):
-                                k = row // rows
-                                oh = row - k * rows
-                                if oh < ho:
-                                    o = (((img0 + k) * m_out + mo) * ho + oh) * wo
-                                    dst = y[o:o + wo]
-                                    src = acc[r * n + (row - r0) * pitch:r * n + (row - r0) * pitch + wo]
-                                    for q in range(wo):
-                                        dst[q] = clamp(src[q] + bv, lo, hi)
+    # Only image interiors are ever written, so the pads stay zero; slots of
+    # a short last stack keep stale images, which feed only discarded outputs.
+    xp = np.zeros(c_in * plane + _SLACK, dtype=np.float32)
+    acc = np.empty(rb * (chunk_rows * pitch + _SLACK), dtype=np.float32)
+    loaded = -1
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        img0 = (item // split) * stack
+        count = min(stack, n_img - img0)
+        part = item % split
+        if img0 != loaded:
+            loaded = img0
+            for k in range(count):
+                for c in range(c_in):
+                    src = x[((img0 + k) * c_in + c) * h * w_in:((img0 + k) * c_in + c + 1) * h * w_in]
+                    dst = xp[c * plane + (gap + k * rows) * pitch + pw:(c + 1) * plane]
+                    for ih in range(h):
+                        for iw in range(w_in):
+                            dst[ih * pitch + iw] = src[ih * w_in + iw]
+        out_rows = (count - 1) * rows + ho
+        for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
+            g = gb // blocks
+            m0 = (gb % blocks) * rb
+            for r0 in range(0, out_rows, chunk_rows):
+                r1 = min(r0 + chunk_rows, out_rows)
+                # A whole number of vectors: the scalar remainder loop would cost as
+                # much per position as a vector iteration does per 16.
+                n = ((r1 - r0 - 1) * pitch + wo + _SLACK - 1) // _SLACK * _SLACK
+                for q in range(rb * n):
+                    acc[q] = 0.0
+                for ci in range(cg):
+                    off = (g * cg + ci) * plane + base + r0 * pitch
+                    w0 = (gb * cg + ci) * 9 * rb
+                    if rb == 4:
+                        _taps3x3(acc, n, n, xp, off, dh * pitch, wq[w0:w0 + 36])
+                    else:
+                        _taps3x3_row(acc, n, xp, off, dh * pitch, wq[w0:w0 + 9])
+                for r in range(rb):
+                    if m0 + r < mg:
+                        mo = g * mg + m0 + r
+                        bv = bias[mo]
+                        for row in range(r0, r1):
+                            k = row // rows
+                            oh = row - k * rows
+                            if oh < ho:
+                                o = (((img0 + k) * m_out + mo) * ho + oh) * wo
+                                dst = y[o:o + wo]
+                                src = acc[r * n + (row - r0) * pitch:r * n + (row - r0) * pitch + wo]
+                                for q in range(wo):
+                                    dst[q] = clamp(src[q] + bv, lo, hi)
 
 
-@jit(parallel=True)
-def _direct_kernel(x, w, bias, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
-                   sh, sw, dh, dw, ph, pw, ho, wo, lo, hi):
+@jit
+def _direct_worker(x, w, bias, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
+                   sh, sw, dh, dw, ph, pw, ho, wo, lo, hi, step, counter):
     cg = c_in // groups
     mg = m_out // groups
-    for task in prange(n_img * m_out):
-        img = task // m_out
-        mo = task % m_out
-        g = mo // mg
-        plane = y[task * ho * wo:(task + 1) * ho * wo]
-        for q in range(ho * wo):
-            plane[q] = 0.0
-        for oh in range(ho):
-            yrow = plane[oh * wo:(oh + 1) * wo]
-            for ci in range(cg):
-                c = g * cg + ci
-                for i in range(kh_):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
+    tasks = n_img * m_out
+    while True:
+        item = claim(counter)
+        if item * step >= tasks:
+            break
+        for task in range(item * step, min(tasks, (item + 1) * step)):
+            _direct_plane(x, w, bias, y, task, c_in, h, w_in, m_out, cg, mg, kh_, kw_,
+                          sh, sw, dh, dw, ph, pw, ho, wo, lo, hi)
+
+
+@jit
+def _direct_plane(x, w, bias, y, task, c_in, h, w_in, m_out, cg, mg, kh_, kw_,
+              sh, sw, dh, dw, ph, pw, ho, wo, lo, hi):
+    img = task // m_out
+    mo = task % m_out
+    g = mo // mg
+    plane = y[task * ho * wo:(task + 1) * ho * wo]
+    for q in range(ho * wo):
+        plane[q] = 0.0
+    for oh in range(ho):
+        yrow = plane[oh * wo:(oh + 1) * wo]
+        for ci in range(cg):
+            c = g * cg + ci
+            for i in range(kh_):
+                ih = oh * sh - ph + i * dh
+                if ih < 0 or ih >= h:
+                    continue
+                xrow = x[((img * c_in + c) * h + ih) * w_in:((img * c_in + c) * h + ih + 1) * w_in]
+                for j in range(kw_):
+                    wv = w[((mo * cg + ci) * kh_ + i) * kw_ + j]
+                    off = j * dw - pw
+                    # Outputs whose tap lands inside the row: 0 <= ow*sw + off < w_in.
+                    ow_lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                    ow_hi = 0 if w_in - 1 - off < 0 else min(wo, (w_in - 1 - off) // sw + 1)
+                    if ow_hi <= ow_lo:
                         continue
-                    xrow = x[((img * c_in + c) * h + ih) * w_in:((img * c_in + c) * h + ih + 1) * w_in]
-                    for j in range(kw_):
-                        wv = w[((mo * cg + ci) * kh_ + i) * kw_ + j]
-                        off = j * dw - pw
-                        # Outputs whose tap lands inside the row: 0 <= ow*sw + off < w_in.
-                        ow_lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                        ow_hi = 0 if w_in - 1 - off < 0 else min(wo, (w_in - 1 - off) // sw + 1)
-                        if ow_hi <= ow_lo:
-                            continue
-                        yv = yrow[ow_lo:ow_hi]
-                        xv = xrow[ow_lo * sw + off:]
-                        if sw == 1:
-                            for q in range(ow_hi - ow_lo):
-                                yv[q] += wv * xv[q]
-                        else:
-                            for q in range(ow_hi - ow_lo):
-                                yv[q] += wv * xv[q * sw]
-        bv = bias[mo]
-        for q in range(ho * wo):
-            plane[q] = clamp(plane[q] + bv, lo, hi)
+                    yv = yrow[ow_lo:ow_hi]
+                    xv = xrow[ow_lo * sw + off:]
+                    if sw == 1:
+                        for q in range(ow_hi - ow_lo):
+                            yv[q] += wv * xv[q]
+                    else:
+                        for q in range(ow_hi - ow_lo):
+                            yv[q] += wv * xv[q * sw]
+    bv = bias[mo]
+    for q in range(ho * wo):
+        plane[q] = clamp(plane[q] + bv, lo, hi)
 
 
 def _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, nthreads, lo, hi):
-    """Pack the weights and run :func:`_direct3x3_kernel` (see ``conv`` for the layout)."""
+    """Pack the weights and run :func:`_direct3x3_worker` (see ``conv`` for the layout)."""
     n_img, c_in, h, w_in = x.shape
     ho, wo = y.shape[2:]
     rb = 4 if mg >= 4 else 1
@@ -323,9 +332,9 @@ def _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, 
     stack = -(-n_img // stacks)
     stacks = -(-n_img // stack)
     split = 1 if stacks >= nthreads else min(group * mgp // rb, -(-nthreads // stacks))
-    _direct3x3_kernel(x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
-                      group, mg, mgp, dh, ph, pw, ho, wo, pitch, gap, stack, _STACK_POSITIONS,
-                      split, nthreads, np.zeros(1, dtype=np.int64), lo, hi)
+    run_threads(_direct3x3_worker, (x.reshape(-1), wq.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                                    group, mg, mgp, dh, ph, pw, ho, wo, pitch, gap, stack, _STACK_POSITIONS,
+                                    split, nthreads, np.zeros(1, dtype=np.int64), lo, hi), nthreads)
 
 
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
@@ -408,8 +417,10 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
             _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, nthreads, lo, hi)
             return y
     if kg <= _SMALL_K:
-        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
-                       group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, lo, hi)
+        tasks = n_img * m_out
+        run_threads(_direct_worker, (x.reshape(-1), w.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                                     group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, lo, hi,
+                                     max(1, tasks // (8 * nthreads)), np.zeros(1, dtype=np.int64)), nthreads)
         return y
     mgp = round_up(mg, TILE_M)
     kp = round_up(kg, K_ALIGN)
@@ -419,7 +430,7 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     rows_max = (-(-ho // split) - 1) * sh + (kh_ - 1) * dh + 1
     ws = (wo - 1) * sw + (kw_ - 1) * dw + 1
     block = max(TILE_N, _PANEL_FLOATS // kp // TILE_N * TILE_N)
-    _im2col_kernel(x.reshape(-1), wp.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
-                   group, mg, mgp, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kp, split,
-                   rows_max, ws, block, nthreads, np.zeros(1, dtype=np.int64), lo, hi)
+    run_threads(_im2col_worker, (x.reshape(-1), wp.reshape(-1), bias, y.reshape(-1), n_img, c_in, h, w_in,
+                                 group, mg, mgp, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kp, split,
+                                 rows_max, ws, block, nthreads, np.zeros(1, dtype=np.int64), lo, hi), nthreads)
     return y

@@ -17,9 +17,12 @@ arithmetic is all in the Numba kernels.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -33,6 +36,10 @@ TILE_N = 3
 K_ALIGN = 8
 # Column tiles handled by one parallel task of the Gemm kernel.
 _TILES_PER_TASK = 32
+# Products of fewer multiply-adds than this run on the calling thread alone:
+# waking the other threads costs microseconds on an idle machine but a
+# scheduler slice (several ms) on a busy one, more than this much work takes.
+_PARALLEL_MIN_MACS = 1 << 25
 
 
 def round_up(n, multiple):
@@ -51,6 +58,56 @@ def claim(counter):
     old = int(counter[0])
     counter[0] = old + 1
     return old
+
+
+class _Helpers:
+    """Helper threads for :func:`run_threads`, started on first use (and again in a forked child)."""
+
+    pool = None
+
+    @classmethod
+    def get(cls):
+        if cls.pool is None:
+            cls.pool = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                                          thread_name_prefix="lowbit-kernel")
+        return cls.pool
+
+    @classmethod
+    def forget(cls):
+        cls.pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Helpers.forget)
+
+
+def run_threads(worker, args, nthreads=None):
+    """Run ``worker(*args)`` on the calling thread and on up to ``nthreads - 1`` helper threads.
+
+    ``worker`` is a (nogil) jitted function that claims work items with
+    :func:`claim` from a counter in ``args`` until none are left, so any
+    number of concurrent calls, one included, does all the work once.  The
+    caller never waits for a helper that has not started: on a busy machine a
+    woken thread can wait a scheduler slice (several ms) for a core, and
+    Numba's parallel regions (a fork-join over all threads) would wait with
+    it; here the calling thread does the items itself meanwhile and cancels
+    the helpers still queued when it runs out.  It waits only for helpers in
+    the middle of an item.  ``nthreads`` defaults to
+    ``numba.get_num_threads()`` (set by the executor).
+    """
+    if nthreads is None:
+        nthreads = numba.get_num_threads()
+    if nthreads <= 1:
+        worker(*args)
+        return
+    pool = _Helpers.get()
+    helpers = [pool.submit(worker, *args) for _ in range(nthreads - 1)]
+    try:
+        worker(*args)
+    finally:
+        for helper in helpers:
+            if not helper.cancel():
+                helper.result()
 
 
 @intrinsic
@@ -122,14 +179,15 @@ def clamp(v, lo, hi):
     return v
 
 
-@jit(parallel=True, fast=True)
-def _gemm_kernel(ap, bt, cb, y, batch, m, n, mp, np_, kp, alpha, has_c, lo, hi):
-    # ap: (batch, mp, kp), bt: (batch, np_, kp), y and cb: (batch, m, n), all flat.
+@jit(fast=True)
+def _gemm_tasks(ap, bt, cb, y, t0, t1, m, n, mp, np_, kp, alpha, has_c, lo, hi):
+    # ap: (batch, mp, kp), bt: (batch, np_, kp), y and cb: (batch, m, n), all
+    # flat.  Task t covers TILE_M rows of A and up to _TILES_PER_TASK column
+    # tiles of one product.
     row_blocks = mp // TILE_M
     col_tiles = np_ // TILE_N
     col_chunks = (col_tiles + _TILES_PER_TASK - 1) // _TILES_PER_TASK
-    tasks = batch * row_blocks * col_chunks
-    for task in prange(tasks):
+    for task in range(t0, t1):
         bi = task // (row_blocks * col_chunks)
         rest = task % (row_blocks * col_chunks)
         i = (rest // col_chunks) * TILE_M
@@ -148,6 +206,23 @@ def _gemm_kernel(ap, bt, cb, y, batch, m, n, mp, np_, kp, alpha, has_c, lo, hi):
                             if has_c:
                                 v += cb[o]
                             y[o] = clamp(v, lo, hi)
+
+
+@jit
+def _gemm_serial(ap, bt, cb, y, tasks, m, n, mp, np_, kp, alpha, has_c, lo, hi):
+    _gemm_tasks(ap, bt, cb, y, 0, tasks, m, n, mp, np_, kp, alpha, has_c, lo, hi)
+
+
+@jit
+def _gemm_worker(ap, bt, cb, y, tasks, m, n, mp, np_, kp, alpha, has_c, lo, hi, step, counter):
+    # Groups of `step` tasks, claimed as threads come free (see run_threads).
+    items = (tasks + step - 1) // step
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _gemm_tasks(ap, bt, cb, y, item * step, min(tasks, (item + 1) * step),
+                    m, n, mp, np_, kp, alpha, has_c, lo, hi)
 
 
 def _pack_rows(mat, rows_to, k_to):
@@ -176,8 +251,15 @@ def _batched_product(a, bt, c=None, alpha=1.0, clip_min=-math.inf, clip_max=math
     bp = _pack_rows(bt, np_, kp)
     has_c = c is not None
     cb = np.ascontiguousarray(c, dtype=np.float32).reshape(-1) if has_c else np.zeros(1, np.float32)
-    _gemm_kernel(ap.reshape(-1), bp.reshape(-1), cb, y.reshape(-1), batch, m, n, mp, np_, kp,
-                 np.float32(alpha), has_c, np.float32(clip_min), np.float32(clip_max))
+    tasks = batch * (mp // TILE_M) * -(-(np_ // TILE_N) // _TILES_PER_TASK)
+    args = (ap.reshape(-1), bp.reshape(-1), cb, y.reshape(-1), tasks, m, n, mp, np_, kp,
+            np.float32(alpha), has_c, np.float32(clip_min), np.float32(clip_max))
+    nthreads = numba.get_num_threads()
+    if nthreads == 1 or tasks == 1 or batch * mp * np_ * kp < _PARALLEL_MIN_MACS:
+        _gemm_serial(*args)
+    else:
+        run_threads(_gemm_worker, args + (max(1, tasks // (8 * nthreads)), np.zeros(1, dtype=np.int64)),
+                    nthreads)
     return y
 
 

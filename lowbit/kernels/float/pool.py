@@ -22,10 +22,10 @@ Window rules, checked against onnxruntime:
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
+from lowbit.kernels.float.gemm import claim, run_threads
 
 
 @jit
@@ -37,16 +37,23 @@ def _taps(start, dilation, kernel, limit):
     return first, max(first, stop)
 
 
-@jit(parallel=True)
-def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width):
+# Planes (rows, for the global pools) per work item, and the input size
+# (floats) below which a pool runs on the calling thread alone: handing work
+# to other threads costs their wake-up, tens of microseconds, and a pool
+# over a few MB takes well under a millisecond.
+_CHUNK = 64
+_PARALLEL_MIN = 1 << 23
+
+
+@jit
+def _max_pool_planes(x, out, p0, p1, line, kh, kw, sh, sw, dh, dw, top, left):
     # x: (planes, H, W); out: (planes, OH, OW).  Max is separable: for each
     # output row, a vertical max over the window's input rows (contiguous,
     # vectorises) into a -inf padded line, then a horizontal max along it.
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
-    for p in prange(x.shape[0]):
-        line = np.full(line_width, -np.inf, dtype=np.float32)
-        inner = line[left:left + width]
+    inner = line[left:left + width]
+    for p in range(p0, p1):
         for oh in range(out_h):
             start = oh * sh - top
             first, stop = _taps(start, dh, kh, height)
@@ -63,18 +70,69 @@ def _max_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width):
                     row[ow] = max(row[ow], line[ow * sw + b * dw])
 
 
-@jit(parallel=True)
-def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, row_scale, col_scale):
-    # As _max_pool_kernel, summing into a zero-padded line (in float32, like
+@jit
+def _max_pool_inside(x, out, p0, p1, kh, kw, sh, sw, dh, dw):
+    # _max_pool_planes for windows that all lie inside the input (no pads, no
+    # ceil_mode overhang): the same maxima, in the same order, read straight
+    # from the input without the padded line (3-6x faster on small planes).
+    out_h, out_w = out.shape[1], out.shape[2]
+    ninf = np.float32(-np.inf)
+    for p in range(p0, p1):
+        for oh in range(out_h):
+            row = out[p, oh]
+            h0 = oh * sh
+            if kh == 2 and kw == 2 and sw == 2 and dw == 1:
+                r0 = x[p, h0]
+                r1 = x[p, h0 + dh]
+                for ow in range(out_w):
+                    j = 2 * ow
+                    row[ow] = max(max(max(ninf, r0[j]), r1[j]), max(max(ninf, r0[j + 1]), r1[j + 1]))
+            else:
+                for ow in range(out_w):
+                    j = ow * sw
+                    best = ninf
+                    for b in range(kw):
+                        col = ninf
+                        for a in range(kh):
+                            col = max(col, x[p, h0 + a * dh, j + b * dw])
+                        best = col if b == 0 else max(best, col)
+                    row[ow] = best
+
+
+@jit
+def _max_pool_chunk(x, out, p0, p1, line, kh, kw, sh, sw, dh, dw, top, left):
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = out.shape[1], out.shape[2]
+    if (top == 0 and left == 0 and (out_h - 1) * sh + (kh - 1) * dh < height
+            and (out_w - 1) * sw + (kw - 1) * dw < width):
+        _max_pool_inside(x, out, p0, p1, kh, kw, sh, sw, dh, dw)
+    else:
+        _max_pool_planes(x, out, p0, p1, line, kh, kw, sh, sw, dh, dw, top, left)
+
+
+@jit
+def _max_pool_worker(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, counter):
+    line = np.full(line_width, -np.inf, dtype=np.float32)
+    items = (x.shape[0] + _CHUNK - 1) // _CHUNK
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _max_pool_chunk(x, out, item * _CHUNK, min(x.shape[0], (item + 1) * _CHUNK), line,
+                        kh, kw, sh, sw, dh, dw, top, left)
+
+
+@jit
+def _average_pool_planes(x, out, p0, p1, line, total, kh, kw, sh, sw, dh, dw, top, left,
+                         row_scale, col_scale):
+    # As _max_pool_planes, summing into a zero-padded line (in float32, like
     # onnxruntime: a window holds few taps).  The divisor is separable too:
     # y = sum * row_scale[oh] * col_scale[ow], the scales being 1/count (0 for
     # a window with nothing to count) from the caller.
     height, width = x.shape[1], x.shape[2]
     out_h, out_w = out.shape[1], out.shape[2]
-    for p in prange(x.shape[0]):
-        line = np.zeros(line_width, dtype=np.float32)
-        total = np.empty(out_w, dtype=np.float32)
-        inner = line[left:left + width]
+    inner = line[left:left + width]
+    for p in range(p0, p1):
         for oh in range(out_h):
             start = oh * sh - top
             first, stop = _taps(start, dh, kh, height)
@@ -90,6 +148,30 @@ def _average_pool_kernel(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, 
             row = out[p, oh]
             for ow in range(out_w):
                 row[ow] = total[ow] * row_scale[oh] * col_scale[ow]
+
+
+@jit
+def _average_pool_worker(x, out, kh, kw, sh, sw, dh, dw, top, left, line_width, row_scale, col_scale,
+                         counter):
+    line = np.zeros(line_width, dtype=np.float32)
+    total = np.empty(out.shape[2], dtype=np.float32)
+    items = (x.shape[0] + _CHUNK - 1) // _CHUNK
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _average_pool_planes(x, out, item * _CHUNK, min(x.shape[0], (item + 1) * _CHUNK), line, total,
+                             kh, kw, sh, sw, dh, dw, top, left, row_scale, col_scale)
+
+
+def _run_pool(worker, xs, *args):
+    """Run ``worker`` over the planes (rows) of ``xs``: on the calling thread
+    alone for a small input, else on :func:`run_threads`."""
+    args = (xs,) + args + (np.zeros(1, dtype=np.int64),)
+    if xs.size < _PARALLEL_MIN or xs.shape[0] <= _CHUNK:
+        worker(*args)
+    else:
+        run_threads(worker, args)
 
 
 def _tap_scales(size, out, kernel, stride, dilation, begin, end, include_pad):
@@ -164,7 +246,8 @@ def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=
     xs, k, s, d, begin, _, out_spatial, out_shape = _window_setup(
         "MaxPool", x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     out = np.empty((xs.shape[0],) + out_spatial, dtype=np.float32)
-    _max_pool_kernel(xs, out, *k, *s, *d, *begin, _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]))
+    _run_pool(_max_pool_worker, xs, out, *k, *s, *d, *begin,
+              _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]))
     return out.reshape(out_shape)
 
 
@@ -194,32 +277,52 @@ def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dila
     scales = [_tap_scales(xs.shape[1 + i], out_spatial[i], k[i], s[i], d[i], begin[i], end[i],
                           bool(count_include_pad)) for i in range(2)]
     out = np.empty((xs.shape[0],) + out_spatial, dtype=np.float32)
-    _average_pool_kernel(xs, out, *k, *s, *d, *begin,
-                         _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]), *scales)
+    _run_pool(_average_pool_worker, xs, out, *k, *s, *d, *begin,
+              _line_width(xs.shape[2], k[1], s[1], d[1], begin[1], out_spatial[1]), *scales)
     return out.reshape(out_shape)
 
 
-@jit(parallel=True, fast=True)
-def _global_average_kernel(x, out):
-    # fast: lets the float64 sum vectorise; each row is summed by one thread,
-    # so the result does not depend on the thread count.
-    for row in prange(x.shape[0]):
+@jit(fast=True)
+def _global_average_rows(x, out, r0, r1):
+    # fast: lets the float64 sum vectorise; each row is summed by one thread
+    # in a fixed order, so the result does not depend on the thread count.
+    for row in range(r0, r1):
         total = 0.0
         for k in range(x.shape[1]):
             total += x[row, k]
         out[row] = total / x.shape[1]
 
 
-@jit(parallel=True)
-def _global_max_kernel(x, out):
-    for row in prange(x.shape[0]):
+@jit
+def _global_max_rows(x, out, r0, r1):
+    for row in range(r0, r1):
         best = x[row, 0]
         for k in range(1, x.shape[1]):
             best = max(best, x[row, k])
         out[row] = best
 
 
-def _global_pool(op, kernel, x):
+@jit
+def _global_average_worker(x, out, counter):
+    items = (x.shape[0] + _CHUNK - 1) // _CHUNK
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _global_average_rows(x, out, item * _CHUNK, min(x.shape[0], (item + 1) * _CHUNK))
+
+
+@jit
+def _global_max_worker(x, out, counter):
+    items = (x.shape[0] + _CHUNK - 1) // _CHUNK
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _global_max_rows(x, out, item * _CHUNK, min(x.shape[0], (item + 1) * _CHUNK))
+
+
+def _global_pool(op, worker, x):
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise ValueError(f"{op}: expected float32 input, got {x.dtype}")
@@ -227,7 +330,7 @@ def _global_pool(op, kernel, x):
         raise ValueError(f"{op}: expected (N, C, D1, ...) input with non-empty spatial dims, got shape {x.shape}")
     rows = np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], -1)
     out = np.empty(rows.shape[0], dtype=np.float32)
-    kernel(rows, out)
+    _run_pool(worker, rows, out)
     return out.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
 
 
@@ -246,7 +349,7 @@ def global_average_pool(x):
     numpy.ndarray
         float32 ``(N, C, 1, ..., 1)``.
     """
-    return _global_pool("GlobalAveragePool", _global_average_kernel, x)
+    return _global_pool("GlobalAveragePool", _global_average_worker, x)
 
 
 def global_max_pool(x):
@@ -262,4 +365,4 @@ def global_max_pool(x):
     numpy.ndarray
         float32 ``(N, C, 1, ..., 1)``.
     """
-    return _global_pool("GlobalMaxPool", _global_max_kernel, x)
+    return _global_pool("GlobalMaxPool", _global_max_worker, x)

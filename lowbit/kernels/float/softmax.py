@@ -4,23 +4,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
 from lowbit.config import jit
+from lowbit.kernels.float.gemm import claim, run_threads
 
 
-@jit(parallel=True)
-def _softmax_kernel(x, out, log):
+# Inputs with fewer elements than this run on the calling thread alone (other
+# threads would cost more to wake than they save).
+_PARALLEL_MIN = 1 << 20
+
+
+@jit
+def _softmax_rows(x, out, o0, o1, log):
     # x, out: (outer, length, inner); normalise along the middle axis.  Each
     # exp(x - max) is evaluated once in float64 and parked in `out` (float32)
     # until the float64 sum is known.
     outer, length, inner = x.shape
-    for o in prange(outer):
-        peak = np.full(inner, -np.inf)
+    peak = np.empty(inner)
+    total = np.empty(inner)
+    for o in range(o0, o1):
+        peak[:] = -np.inf
         for t in range(length):
             for k in range(inner):
                 peak[k] = max(peak[k], x[o, t, k])
-        total = np.zeros(inner)
+        total[:] = 0.0
         for t in range(length):
             for k in range(inner):
                 e = math.exp(x[o, t, k] - peak[k])
@@ -41,6 +48,16 @@ def _softmax_kernel(x, out, log):
                     out[o, t, k] = out[o, t, k] * total[k]
 
 
+@jit
+def _softmax_worker(x, out, log, chunk, counter):
+    items = (x.shape[0] + chunk - 1) // chunk
+    while True:
+        item = claim(counter)
+        if item >= items:
+            break
+        _softmax_rows(x, out, item * chunk, min(x.shape[0], (item + 1) * chunk), log)
+
+
 def _normalise(op, x, axis, legacy_flatten, log):
     x = np.asarray(x)
     if x.dtype != np.float32:
@@ -58,7 +75,12 @@ def _normalise(op, x, axis, legacy_flatten, log):
         view = (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
     out = np.empty(view, dtype=np.float32)
     if out.size:
-        _softmax_kernel(np.ascontiguousarray(x).reshape(view), out, log)
+        xv = np.ascontiguousarray(x).reshape(view)
+        args = (xv, out, log, max(1, view[0] // 64), np.zeros(1, dtype=np.int64))
+        if out.size < _PARALLEL_MIN or view[0] == 1:
+            _softmax_worker(*args)
+        else:
+            run_threads(_softmax_worker, args)
     return out.reshape(shape)
 
 

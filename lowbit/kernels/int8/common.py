@@ -26,7 +26,8 @@ def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
 @jit
 def requantize_rows(acc, width, bias, mult, shift, m_first, rows, zero_point, qmin, qmax, out):
     """:func:`requantize` over ``rows`` rows of ``width`` accumulators, row ``r`` belonging to
-    output channel ``m_first + r``: ``out[r, c] = requantize(acc[r, c] + bias[m_first + r], ...)``."""
+    output channel ``m_first + r``: ``out[r, c] = requantize(acc[r, c] + bias[m_first + r], ...) & 0xFF``
+    (``out`` is a byte view, see :func:`as_bytes`)."""
     for r in range(rows):
         b = np.int64(bias[m_first + r])
         m0 = mult[m_first + r]
@@ -36,7 +37,17 @@ def requantize_rows(acc, width, bias, mult, shift, m_first, rows, zero_point, qm
         dst = out[r * width:(r + 1) * width]
         for c in range(width):
             v = (((src[c] + b) * m0 + rnd) >> n) + zero_point
-            dst[c] = min(max(v, qmin), qmax)
+            dst[c] = min(max(v, qmin), qmax) & 0xFF
+
+
+def as_bytes(y):
+    """Flat uint8 view of an int8 or uint8 output array.
+
+    The kernels clamp in the output's own (signed or unsigned) domain and
+    store ``v & 0xFF`` through this view: the low byte, which is the
+    two's-complement int8, so one compiled kernel serves both types.
+    """
+    return y.reshape(-1).view(np.uint8)
 
 
 def activation(op, name, x):

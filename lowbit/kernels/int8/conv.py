@@ -1,15 +1,24 @@
 """Integer Conv (NCHW, 2-D or 1-D): exact int32 accumulation, fixed-point requantization.
 
-Each parallel task takes a block of output rows of one image.  It copies the
-input rows the block needs into a channels-first int16 slab holding
-``x - zp_x`` (so padding is a plain 0, exactly the real value 0), then, per
-group, gathers an im2col panel ``panel[q, p, e]`` = slab value of reduction
-index ``k = 2q + e`` (``k`` runs over ``(c, kh, kw)`` like the weights) at
-output position ``p``.  The panel is multiplied with the weights packed as
-int16 pairs by :func:`lowbit.kernels.int8.tile.madd_tile` (``vpmaddwd``:
-4 channels x 24 positions per tile), and every int32 sum is requantized as it
-is written straight into the NCHW output.
+All products go through the register-blocked tiles of :mod:`lowbit.kernels.int8.tile`
+(4 output channels x 24 positions; int32 accumulators, nothing saturates).
+Each parallel task takes a block of output rows of one image; what it feeds
+the tile depends on the stride:
 
+* stride 1 (any dilation): the input rows are copied once into a slab of
+  int32 words, each holding adjacent channels of one pixel: with VNNI
+  (:data:`USE_QUADS`) four raw uint8 values (int8 input is offset by 128),
+  multiplied by ``vpdpbusd`` and corrected by ``zp * sum(w)`` afterwards;
+  otherwise two int16 values ``x - zp`` (0 in the padding), multiplied by
+  ``vpmaddwd``.  Output position ``p = r * ws + col`` (``ws`` = padded width)
+  reads tap ``(i, j)`` of channel group ``cg`` at word ``p + offs[cg, i, j]``:
+  the tile reads the slab directly, no im2col copy.  Columns ``col >= wo``
+  are computed and dropped.
+* other strides: the rows are copied into a channels-first int16 slab of
+  ``x - zp`` and, per group, gathered into an im2col panel of int16 pairs
+  ``panel[q, p, e]`` (reduction index ``k = 2q + e``, ``k`` over ``(c, kh, kw)``).
+
+The int32 sums are requantized as they are written into the NCHW output.
 Groups with fewer than 4 output channels (depthwise convolutions) take a
 direct kernel instead: per output plane, one vectorised ``acc_row += w * x_row``
 per tap, in int32.
@@ -22,73 +31,133 @@ from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
-from lowbit.kernels.int8.common import (activation, bias_of, output_dtype, output_range, requant_params,
+from lowbit.kernels.int8.common import (activation, as_bytes, bias_of, output_dtype, output_range, requant_params,
                                         requantize, requantize_rows, zero_point_of)
-from lowbit.kernels.int8.tile import TILE_M, TILE_P, madd_tile
+from lowbit.kernels.int8.tile import LANES, TILE_M, TILE_P, VNNI, madd4_tile, madd_tile
 
 # int32 words (k pairs x positions) in one im2col panel: 128 KiB, well inside L2.
 _PANEL_WORDS = 32768
-# int32 words (channel pairs x rows x width) in one stride-1 input slab: 256 KiB.
+# int32 words (channel pairs or quads x rows x width) in one stride-1 input slab: 256 KiB.
 _SLAB_WORDS = 65536
+# int32 accumulators (channels x positions) of one stride-1 row block: 256 KiB.
+_ACC_WORDS = 65536
+#: Stride-1 convolutions use the quad (u8 x s8, vpdpbusd) tile where the CPU has it.
+USE_QUADS = VNNI
 
 
 @jit
 def _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cpn, ih0, rows_in, rows_max, ws, pw, zp):
-    """Channel-pair-interleaved slab of the input rows ``[ih0, ih0 + rows_in)`` of one image.
+    """Channel-pair slab of the input rows ``[ih0, ih0 + rows_in)`` of one image, as int32 words.
 
-    ``slab[(g*cpn + cp, r, jw), e] = x[img, g*C/G + 2cp + e, ih0 + r, jw - pw] - zp``, and 0
-    where that is outside ``x`` (the padding) or past the group's last channel.
+    Word ``slab[(g*cpn + cp, r, jw)]`` holds the int16 pair
+    ``(x[img, c, ih0 + r, jw - pw] - zp, x[img, c + 1, ih0 + r, jw - pw] - zp)``,
+    ``c = g*C/G + 2cp``, low half first; 0 where that is outside ``x`` (the
+    padding) or past the group's last channel.
     """
     cg = c_in // groups
     j_lo = min(ws, pw)
     j_hi = max(j_lo, min(ws, w_in + pw))
+    n = j_hi - j_lo
     for g in range(groups):
         for cp in range(cpn):
             ca = g * cg + 2 * cp
             has_b = 2 * cp + 1 < cg
             for r in range(rows_in):
-                d = slab[2 * ((g * cpn + cp) * rows_max + r) * ws:2 * ((g * cpn + cp) * rows_max + r + 1) * ws]
+                d = slab[((g * cpn + cp) * rows_max + r) * ws:((g * cpn + cp) * rows_max + r + 1) * ws]
                 ih = ih0 + r
-                if ih < 0 or ih >= h:
-                    for e in range(2 * ws):
+                if ih < 0 or ih >= h or n == 0:
+                    for e in range(ws):
                         d[e] = 0
                     continue
-                for e in range(2 * j_lo):
+                for e in range(j_lo):
                     d[e] = 0
-                for e in range(2 * j_hi, 2 * ws):
+                for e in range(j_hi, ws):
                     d[e] = 0
-                if j_hi == j_lo:
-                    continue
-                n = j_hi - j_lo
-                inner = d[2 * j_lo:2 * j_hi]
+                inner = d[j_lo:j_hi]
                 xa = x[((img * c_in + ca) * h + ih) * w_in + j_lo - pw:]
                 if has_b:
                     xb = x[((img * c_in + ca + 1) * h + ih) * w_in + j_lo - pw:]
                     for e in range(n):
-                        inner[2 * e] = np.int16(xa[e]) - zp
-                        inner[2 * e + 1] = np.int16(xb[e]) - zp
+                        inner[e] = ((np.int32(xa[e]) - zp) & 0xFFFF) | ((np.int32(xb[e]) - zp) << 16)
                 else:
                     for e in range(n):
-                        inner[2 * e] = np.int16(xa[e]) - zp
-                        inner[2 * e + 1] = 0
+                        inner[e] = (np.int32(xa[e]) - zp) & 0xFFFF
+
+
+@jit
+def _fill_quad_slab(x, slab, img, c_in, h, w_in, groups, cqn, ih0, rows_in, rows_max, ws, pw, x_off, zp_raw):
+    """Channel-quad slab of raw bytes, as int32 words.
+
+    Like :func:`_fill_pair_slab`, but word ``(g*cqn + cq, r, jw)`` holds the four bytes
+    ``(x + x_off) & 0xFF`` of channels ``c .. c+3`` (``c = g*C/G + 4cq``), low byte first;
+    the padding holds ``zp_raw`` (the raw zero) in each byte, channels past the group's last 0.
+    """
+    cg = c_in // groups
+    j_lo = min(ws, pw)
+    j_hi = max(j_lo, min(ws, w_in + pw))
+    n = j_hi - j_lo
+    for g in range(groups):
+        for cq in range(cqn):
+            c0 = g * cg + 4 * cq
+            live = min(4, cg - 4 * cq)
+            pad = np.int64(0)
+            for e in range(live):
+                pad |= np.int64(zp_raw) << (8 * e)
+            pad = ((pad + 2**31) & 0xFFFFFFFF) - 2**31
+            for r in range(rows_in):
+                d = slab[((g * cqn + cq) * rows_max + r) * ws:((g * cqn + cq) * rows_max + r + 1) * ws]
+                ih = ih0 + r
+                if ih < 0 or ih >= h or n == 0:
+                    for e in range(ws):
+                        d[e] = pad
+                    continue
+                for e in range(j_lo):
+                    d[e] = pad
+                for e in range(j_hi, ws):
+                    d[e] = pad
+                inner = d[j_lo:j_hi]
+                base = ((img * c_in + c0) * h + ih) * w_in + j_lo - pw
+                if live == 4:
+                    x0 = x[base:]
+                    x1 = x[base + h * w_in:]
+                    x2 = x[base + 2 * h * w_in:]
+                    x3 = x[base + 3 * h * w_in:]
+                    for e in range(n):
+                        # The top byte enters signed, so the word fits int32 as it is.
+                        inner[e] = (((np.int64(x0[e]) + x_off) & 0xFF) | (((np.int64(x1[e]) + x_off) & 0xFF) << 8)
+                                    | (((np.int64(x2[e]) + x_off) & 0xFF) << 16)
+                                    | ((((np.int64(x3[e]) + x_off + 128) & 0xFF) - 128) << 24))
+                else:
+                    # Fewer than 4 channels left: the top byte stays 0.
+                    x0 = x[base:]
+                    for e in range(n):
+                        inner[e] = (np.int64(x0[e]) + x_off) & 0xFF
+                    for k in range(1, live):
+                        xk = x[base + k * h * w_in:]
+                        for e in range(n):
+                            inner[e] |= ((np.int64(xk[e]) + x_off) & 0xFF) << (8 * k)
 
 
 @jit(parallel=True)
-def _pair_slab_kernel(x, offs, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, cpn,
-                      kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
-    # Stride 1: the pair of channels (2cp, 2cp+1) at tap (i, j) for output position p = r*ws + col
-    # sits at slab word offs[q] + g*cpn*rows_max*ws + p, so the tile reads the slab directly.
-    # Columns col >= wo of each row are computed and dropped.
+def _slab_kernel(x, offs, wpk, bias, corr, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, cgn, quads,
+                 kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+    # Stride 1: the channel pair (or quad) cp at tap (i, j) for output position p = r*ws + col sits
+    # at slab word offs[q] + g*cgn*rows_max*ws + p, so the tile reads the slab directly.  Columns
+    # col >= wo of each row are computed and dropped.  Quads hold raw bytes: the sum is corrected
+    # by corr[m] = raw zero point * sum of the weights of channel m, in wrapping int32.
     m_out = groups * mg
     items = n_img * blocks
     rows_max = rows_block + (kh_ - 1) * dh
-    pmax = (rows_block * ws + TILE_P - 1) // TILE_P * TILE_P
+    pmax = (rows_block * ws + LANES - 1) // LANES * LANES
+    wpad = (wo + LANES - 1) // LANES * LANES
     for t in prange(nthreads):
         first = t * items // nthreads
         last = (t + 1) * items // nthreads
-        # Slack past the last row: a tile's tail positions read (and drop) up to TILE_P words there.
-        slab = np.zeros(2 * (groups * cpn * rows_max * ws + pmax), dtype=np.int32).view(np.int16)
-        acc = np.empty(mgp * pmax, dtype=np.int32)
+        # Slack past the last plane: the dropped columns (col >= wo) of the last row read up to
+        # (kW-1)*dW words beyond it, and a tail tile up to LANES - 1 more.
+        slab = np.zeros(groups * cgn * rows_max * ws + ws + LANES, dtype=np.int32)
+        # (+ LANES: a row's LANES-wide read may run past the last accumulator row.)
+        acc = np.zeros(mgp * pmax + LANES, dtype=np.int32)
         for item in range(first, last):
             img = item // blocks
             oh0 = (item % blocks) * rows_block
@@ -96,27 +165,43 @@ def _pair_slab_kernel(x, offs, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, 
             if oh0 >= oh1:
                 continue
             rows_out = oh1 - oh0
-            _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cpn, oh0 - ph, rows_out + (kh_ - 1) * dh,
-                            rows_max, ws, pw, zp_x)
+            rows_in = rows_out + (kh_ - 1) * dh
+            if quads:
+                _fill_quad_slab(x, slab, img, c_in, h, w_in, groups, cgn, oh0 - ph, rows_in, rows_max, ws, pw,
+                                x_off, zp_x + x_off)
+            else:
+                _fill_pair_slab(x, slab, img, c_in, h, w_in, groups, cgn, oh0 - ph, rows_in, rows_max, ws, pw,
+                                zp_x)
             npos = rows_out * ws
-            pp = (npos + TILE_P - 1) // TILE_P * TILE_P
+            pp = (npos + LANES - 1) // LANES * LANES
             for g in range(groups):
-                gbase = g * cpn * rows_max * ws
+                gbase = g * cgn * rows_max * ws
                 for p0 in range(0, npos, TILE_P):
+                    nv = (min(TILE_P, npos - p0) + LANES - 1) // LANES
                     for mt in range(0, mgp, TILE_M):
-                        madd_tile(slab, offs, gbase + p0, wpk, (g * mgp + mt) * kq, kq, acc, mt * pp + p0, pp)
+                        w_off = (g * mgp + mt) * kq
+                        if quads:
+                            madd4_tile(slab, offs, gbase + p0, wpk, w_off, kq, acc, mt * pp + p0, pp, nv)
+                        else:
+                            madd_tile(slab, offs, gbase + p0, wpk, w_off, kq, acc, mt * pp + p0, pp, nv)
                 for m in range(mg):
                     mo = g * mg + m
                     b = np.int64(bias[mo])
+                    cr = np.int64(corr[mo])
                     m0 = mult[mo]
                     n = shift[mo]
                     rnd = np.int64(1) << (n - 1)
+                    plane = ((img * m_out + mo) * ho + oh0) * wo
                     for r in range(rows_out):
-                        src = acc[m * pp + r * ws:m * pp + r * ws + wo]
-                        dst = y[((img * m_out + mo) * ho + oh0 + r) * wo:((img * m_out + mo) * ho + oh0 + r + 1) * wo]
-                        for col in range(wo):
-                            v = (((src[col] + b) * m0 + rnd) >> n) + zp_y
-                            dst[col] = min(max(v, qmin), qmax)
+                        # Every row but the last is written LANES-wide: its spill past wo lands on
+                        # the next row's start, which is written next (whole vectors, no remainder).
+                        width = wpad if r < rows_out - 1 else wo
+                        src = acc[m * pp + r * ws:m * pp + r * ws + width]
+                        dst = y[plane + r * wo:plane + r * wo + width]
+                        for col in range(width):
+                            a = ((np.int64(src[col]) - cr + 2**31) & 0xFFFFFFFF) - 2**31
+                            v = (((a + b) * m0 + rnd) >> n) + zp_y
+                            dst[col] = min(max(v, qmin), qmax) & 0xFF
 
 
 @jit
@@ -180,12 +265,13 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
     items = n_img * blocks
     rows_max = (rows_block - 1) * sh + (kh_ - 1) * dh + 1
     ws = (wo - 1) * sw + (kw_ - 1) * dw + 1
-    pmax = (rows_block * wo + TILE_P - 1) // TILE_P * TILE_P
+    pmax = (rows_block * wo + LANES - 1) // LANES * LANES
     for t in prange(nthreads):
         first = t * items // nthreads
         last = (t + 1) * items // nthreads
         slab = np.empty(c_in * rows_max * ws, dtype=np.int16)
-        panel = np.empty(kq * pmax * 2, dtype=np.int16)
+        words = np.empty(kq * pmax, dtype=np.int32)
+        panel = words.view(np.int16)
         acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
         qb = np.empty(TILE_M * TILE_P, dtype=y.dtype)
         offs = np.empty(kq, dtype=np.int64)
@@ -198,7 +284,7 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
             rows_in = (oh1 - 1 - oh0) * sh + (kh_ - 1) * dh + 1
             _fill_slab(x, slab, img, c_in, h, w_in, oh0 * sh - ph, rows_in, rows_max, ws, pw, zp_x)
             npos = (oh1 - oh0) * wo
-            pp = (npos + TILE_P - 1) // TILE_P * TILE_P
+            pp = (npos + LANES - 1) // LANES * LANES
             for q in range(kq):
                 offs[q] = q * pp
             for g in range(groups):
@@ -207,7 +293,8 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
                 for p0 in range(0, pp, TILE_P):
                     nvalid = min(TILE_P, npos - p0)
                     for mt in range(0, mgp, TILE_M):
-                        madd_tile(panel, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0, TILE_P)
+                        madd_tile(words, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0, TILE_P,
+                                  (nvalid + LANES - 1) // LANES)
                         rows_m = min(TILE_M, mg - mt)
                         requantize_rows(acc, TILE_P, bias, mult, shift, g * mg + mt, rows_m, zp_y, qmin, qmax, qb)
                         for rr in range(rows_m):
@@ -252,7 +339,7 @@ def _direct_kernel(x, w, bias, mult, shift, y, n_img, c_in, h, w_in, groups, m_o
         b, m0, n = bias[mo], mult[mo], shift[mo]
         dst = y[task * ho * wo:(task + 1) * ho * wo]
         for q in range(ho * wo):
-            dst[q] = requantize(np.int64(plane[q]) + b, m0, n, zp_y, qmin, qmax)
+            dst[q] = requantize(np.int64(plane[q]) + b, m0, n, zp_y, qmin, qmax) & 0xFF
 
 
 def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point, qmin, qmax, y_signed=0,
@@ -263,8 +350,10 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     (Xpad[n, g*C/G + c, oh*sH + i*dH, ow*sW + j*dW] - x_zero_point)``
     where ``g = m // (M/G)`` and ``Xpad`` is ``x_q`` padded with
     ``x_zero_point`` (padding is the real value 0 and adds exactly 0).  The sum
-    is exact in int32 (int16 x int16 products summed in pairs; no saturating
-    instruction is used).  Then, in int64,
+    is exact in (wrapping) int32: products are summed in int32 lanes, either
+    int16 pairs of ``x - zp`` (``vpmaddwd``) or, with VNNI, uint8 quads of raw
+    ``x`` (``vpdpbusd``) minus ``zp * sum(w[m])``; no saturating instruction is
+    used.  Then, in int64,
 
     ``y = clamp(y_zero_point + ((acc * M0[m] + 2^(n[m]-1)) >> n[m]), qmin, qmax)``
 
@@ -343,7 +432,7 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
         return y
     mg = m_out // group
     if mg < TILE_M:
-        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in,
+        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, mult, shifts, as_bytes(y), n_img, c_in, h, w_in,
                        group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax)
         return y
     nthreads = numba.get_num_threads()
@@ -351,21 +440,30 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     min_blocks = min(ho, -(-nthreads // n_img))
     mgp = -(-mg // TILE_M) * TILE_M
     if sh == 1 and sw == 1:
-        cpn = (cg + 1) // 2
-        kq = cpn * kh_ * kw_
+        # Quads pay off from 3 channels per group on (with 1 or 2, pairs take as many steps).
+        quads = USE_QUADS and cg > 2
+        size = 4 if quads else 2
+        cgn = -(-cg // size)
+        kq = cgn * kh_ * kw_
         ws = wo + (kw_ - 1) * dw
-        # Weights as (group, channel, pair, i, j) -> int16 pairs (w[2cp], w[2cp+1]) at tap (i, j).
-        w16 = np.zeros((group, mgp, cpn, 2, kh_, kw_), dtype=np.int16)
-        w16[:, :mg, :, :, :, :].reshape(group, mg, 2 * cpn, kh_, kw_)[:, :, :cg] = w.reshape(group, mg, cg, kh_, kw_)
-        wpk = np.ascontiguousarray(w16.transpose(0, 1, 2, 4, 5, 3)).view(np.int32).reshape(-1)
-        rows_block = max(1, min(ho, _SLAB_WORDS // (group * cpn * ws) - (kh_ - 1) * dh))
+        # Weights as words (group, channel, cp, i, j) holding (w[size*cp], ..., w[size*cp + size-1]) at (i, j).
+        wg = np.zeros((group, mgp, size * cgn, kh_, kw_), dtype=np.int8 if quads else np.int16)
+        wg[:, :mg, :cg] = w.reshape(group, mg, cg, kh_, kw_)
+        packed = wg.reshape(group, mgp, cgn, size, kh_, kw_).transpose(0, 1, 2, 4, 5, 3)
+        wpk = np.ascontiguousarray(packed).view(np.int32).reshape(-1)
+        x_off = 128 if (quads and x.dtype == np.int8) else 0
+        corr = np.zeros(m_out, dtype=np.int64)
+        if quads:
+            raw = (zp_x + x_off) * w.reshape(m_out, -1).astype(np.int64).sum(axis=1)
+            corr = (raw + 2**31) % 2**32 - 2**31
+        rows_block = max(1, min(ho, _SLAB_WORDS // (group * cgn * ws) - (kh_ - 1) * dh, _ACC_WORDS // (mgp * ws)))
         rows_block = min(rows_block, -(-ho // min_blocks))
         rows_max = rows_block + (kh_ - 1) * dh
-        cp, i, j = np.meshgrid(np.arange(cpn), np.arange(kh_), np.arange(kw_), indexing="ij")
+        cp, i, j = np.meshgrid(np.arange(cgn), np.arange(kh_), np.arange(kw_), indexing="ij")
         offs = ((cp * rows_max + i * dh) * ws + j * dw).reshape(-1).astype(np.int64)
-        _pair_slab_kernel(x.reshape(-1), offs, wpk, bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in,
-                          group, mg, mgp, cpn, kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, zp_y, qmin, qmax,
-                          rows_block, -(-ho // rows_block), nthreads)
+        _slab_kernel(x.reshape(-1), offs, wpk, bias, corr, mult, shifts, as_bytes(y), n_img, c_in, h, w_in,
+                     group, mg, mgp, cgn, quads, kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax,
+                     rows_block, -(-ho // rows_block), nthreads)
         return y
     kg = cg * kh_ * kw_
     kq = (kg + 1) // 2
@@ -374,7 +472,7 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     wpk = w16.view(np.int32).reshape(-1)
     rows_block = max(1, min(ho, _PANEL_WORDS // (kq * wo)))
     rows_block = min(rows_block, -(-ho // min_blocks))
-    _panel_kernel(x.reshape(-1), wpk, bias, mult, shifts, y.reshape(-1), n_img, c_in, h, w_in, group, mg, mgp,
+    _panel_kernel(x.reshape(-1), wpk, bias, mult, shifts, as_bytes(y), n_img, c_in, h, w_in, group, mg, mgp,
                   kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block,
                   -(-ho // rows_block), nthreads)
     return y

@@ -5,7 +5,7 @@ import numpy as np
 from numba import prange
 
 from lowbit.config import jit
-from lowbit.kernels.int8.common import activation, output_dtype, output_range, zero_point_of
+from lowbit.kernels.int8.common import activation, as_bytes, output_dtype, output_range, zero_point_of
 from lowbit.quant.fixed_point import quantize_multiplier
 
 #: Inputs of Add are scaled by 2^ADD_LEFT_SHIFT before their rescaling, so
@@ -27,7 +27,7 @@ def _add_kernel(a, b, y, zp_a, m_a, n_a, zp_b, m_b, n_b, m_y, n_y, zp_y, qmin, q
         ra = _rshift((np.int64(a[i]) - zp_a) << left, m_a, n_a)
         rb = _rshift((np.int64(b[i]) - zp_b) << left, m_b, n_b)
         v = _rshift(ra + rb, m_y, n_y) + zp_y
-        y[i] = min(max(v, qmin), qmax)
+        y[i] = min(max(v, qmin), qmax) & 0xFF
 
 
 def _positive(op, name, value):
@@ -92,7 +92,7 @@ def add_int8(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
     (m_y,), (n_y,) = quantize_multiplier(twice / (2.0 ** ADD_LEFT_SHIFT * s_y))
     y = np.empty(shape, dtype=dtype)
     if y.size:
-        _add_kernel(a.reshape(-1), b.reshape(-1), y.reshape(-1), zp_a, m_a, n_a, zp_b, m_b, n_b, m_y, n_y,
+        _add_kernel(a.reshape(-1), b.reshape(-1), as_bytes(y), zp_a, m_a, n_a, zp_b, m_b, n_b, m_y, n_y,
                     zp_y, qmin, qmax, ADD_LEFT_SHIFT)
     return y
 
@@ -101,7 +101,7 @@ def add_int8(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
 def _rescale_kernel(x, y, zp_x, m0, n, zp_y, lo, hi):
     for i in prange(x.size):
         v = _rshift(np.int64(x[i]) - zp_x, m0, n) + zp_y
-        y[i] = min(max(v, lo), hi)
+        y[i] = min(max(v, lo), hi) & 0xFF
 
 
 def concat_int8(*inputs, axis, in_scales, in_zero_points, y_scale, y_zero_point, y_signed=0):
@@ -151,7 +151,7 @@ def concat_int8(*inputs, axis, in_scales, in_zero_points, y_scale, y_zero_point,
         (m0,), (n,) = quantize_multiplier(s / s_y)
         out = np.empty(q.shape, dtype=dtype)
         if out.size:
-            _rescale_kernel(q.reshape(-1), out.reshape(-1), zp, m0, n, zp_y, lo, hi)
+            _rescale_kernel(q.reshape(-1), as_bytes(out), zp, m0, n, zp_y, lo, hi)
         parts.append(out)
     try:
         return np.concatenate(parts, axis=int(axis))

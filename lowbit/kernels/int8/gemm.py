@@ -11,9 +11,9 @@ import numpy as np
 from numba import prange
 
 from lowbit.config import jit
-from lowbit.kernels.int8.common import (activation, bias_of, output_dtype, output_range, requant_params,
+from lowbit.kernels.int8.common import (activation, as_bytes, bias_of, output_dtype, output_range, requant_params,
                                         requantize_rows, zero_point_of)
-from lowbit.kernels.int8.tile import TILE_M, TILE_P, madd_tile
+from lowbit.kernels.int8.tile import LANES, TILE_M, TILE_P, madd_tile
 
 # Tiles of rows packed together by one task.
 _TILES_PER_BLOCK = 4
@@ -26,8 +26,9 @@ def _gemm_kernel(a, wpk, bias, mult, shift, y, n, k, m, mp, kq, zp_a, zp_y, qmin
     for bi in prange(blocks):
         n0 = bi * block
         rows = min(block, n - n0)
-        pp = (rows + TILE_P - 1) // TILE_P * TILE_P
-        panel = np.zeros(kq * pp * 2, dtype=np.int16)
+        pp = (rows + LANES - 1) // LANES * LANES
+        words = np.zeros(kq * pp, dtype=np.int32)
+        panel = words.view(np.int16)
         offs = np.arange(kq) * pp
         acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
         qb = np.empty(TILE_M * TILE_P, dtype=y.dtype)
@@ -39,7 +40,7 @@ def _gemm_kernel(a, wpk, bias, mult, shift, y, n, k, m, mp, kq, zp_a, zp_y, qmin
         for p0 in range(0, pp, TILE_P):
             nvalid = min(TILE_P, rows - p0)
             for mt in range(0, mp, TILE_M):
-                madd_tile(panel, offs, p0, wpk, mt * kq, kq, acc, 0, TILE_P)
+                madd_tile(words, offs, p0, wpk, mt * kq, kq, acc, 0, TILE_P, (nvalid + LANES - 1) // LANES)
                 rows_m = min(TILE_M, m - mt)
                 requantize_rows(acc, TILE_P, bias, mult, shift, mt, rows_m, zp_y, qmin, qmax, qb)
                 for r in range(rows_m):
@@ -106,6 +107,6 @@ def gemm_int8(a_q, w_q, bias_q, multiplier, shift, *, a_zero_point, y_zero_point
     mp = -(-m // TILE_M) * TILE_M
     w16 = np.zeros((mp, 2 * kq), dtype=np.int16)
     w16[:m, :k] = w
-    _gemm_kernel(a2.reshape(-1), w16.view(np.int32).reshape(-1), bias, mult, shifts, y.reshape(-1),
+    _gemm_kernel(a2.reshape(-1), w16.view(np.int32).reshape(-1), bias, mult, shifts, as_bytes(y),
                  n, k, m, mp, kq, zp_a, zp_y, qmin, qmax)
     return y.reshape(lead + (m,))

@@ -1,12 +1,13 @@
 """Integer MaxPool and GlobalAveragePool."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import window_attributes
-from lowbit.kernels.int8.common import activation, output_dtype, output_range, zero_point_of
+from lowbit.kernels.int8.common import activation, as_bytes, output_dtype, output_range, zero_point_of
 from lowbit.quant.fixed_point import quantize_multiplier
 
 
@@ -21,32 +22,69 @@ def _row_taps(start, stride, out_len, limit):
 
 
 @jit(parallel=True)
-def _max_pool_kernel(x, y, planes, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor):
+def _max_pool_2x2_kernel(x, y, planes, h, w, ho, wo):
+    # 2x2 windows, stride 2, no padding: every window lies inside the input.
     for plane in prange(planes):
         xp = x[plane * h * w:(plane + 1) * h * w]
         yp = y[plane * ho * wo:(plane + 1) * ho * wo]
-        for q in range(ho * wo):
-            yp[q] = floor
         for oh in range(ho):
+            r0 = xp[2 * oh * w:(2 * oh + 1) * w]
+            r1 = xp[(2 * oh + 1) * w:(2 * oh + 2) * w]
             yrow = yp[oh * wo:(oh + 1) * wo]
-            for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                if ih < 0 or ih >= h:
-                    continue
-                xrow = xp[ih * w:(ih + 1) * w]
-                for j in range(kw):
-                    off = j * dw - pw
-                    lo, hi = _row_taps(off, sw, wo, w)
-                    if hi <= lo:
-                        continue
-                    yv = yrow[lo:hi]
-                    xv = xrow[lo * sw + off:]
-                    if sw == 1:
-                        for e in range(hi - lo):
-                            yv[e] = max(yv[e], xv[e])
-                    else:
-                        for e in range(hi - lo):
-                            yv[e] = max(yv[e], xv[e * sw])
+            for e in range(wo):
+                yrow[e] = max(max(r0[2 * e], r0[2 * e + 1]), max(r1[2 * e], r1[2 * e + 1]))
+
+
+@jit(parallel=True)
+def _max_pool_kernel(x, y, planes, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor, nthreads):
+    for t in prange(nthreads):
+        col = np.empty(w, dtype=x.dtype)
+        for plane in range(t * planes // nthreads, (t + 1) * planes // nthreads):
+            _max_pool_plane(x, y, col, plane, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor)
+
+
+@jit
+def _max_pool_plane(x, y, col, plane, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor):
+    """One (n, c) plane of MaxPool; ``col`` is scratch of the input width."""
+    xp = x[plane * h * w:(plane + 1) * h * w]
+    yp = y[plane * ho * wo:(plane + 1) * ho * wo]
+    for oh in range(ho):
+        yrow = yp[oh * wo:(oh + 1) * wo]
+        for e in range(wo):
+            yrow[e] = floor
+        # Max over the window's rows that lie inside the input, for every input column ...
+        first = True
+        for i in range(kh):
+            ih = oh * sh - ph + i * dh
+            if ih < 0 or ih >= h:
+                continue
+            xrow = xp[ih * w:(ih + 1) * w]
+            if first:
+                for e in range(w):
+                    col[e] = xrow[e]
+                first = False
+            else:
+                for e in range(w):
+                    col[e] = max(col[e], xrow[e])
+        if first:
+            continue
+        # ... then over the window's columns inside the input (constant strides vectorise).
+        for j in range(kw):
+            off = j * dw - pw
+            lo, hi = _row_taps(off, sw, wo, w)
+            if hi <= lo:
+                continue
+            yv = yrow[lo:hi]
+            cv = col[lo * sw + off:]
+            if sw == 1:
+                for e in range(hi - lo):
+                    yv[e] = max(yv[e], cv[e])
+            elif sw == 2:
+                for e in range(hi - lo):
+                    yv[e] = max(yv[e], cv[2 * e])
+            else:
+                for e in range(hi - lo):
+                    yv[e] = max(yv[e], cv[e * sw])
 
 
 def max_pool_int8(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
@@ -99,10 +137,16 @@ def max_pool_int8(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
     n, c, h, w = x.shape
     ho, wo = out_spatial
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
-    if y.size:
+    if y.size == 0:
+        return y.reshape(out_shape)
+    if kernel == (2, 2) and stride == (2, 2) and dilation == (1, 1) and begin == (0, 0) \
+            and 2 * ho <= h and 2 * wo <= w:
+        _max_pool_2x2_kernel(x.reshape(-1), y.reshape(-1), n * c, h, w, ho, wo)
+    else:
         floor = np.iinfo(x.dtype).min
         _max_pool_kernel(x.reshape(-1), y.reshape(-1), n * c, h, w, ho, wo, kernel[0], kernel[1],
-                         stride[0], stride[1], dilation[0], dilation[1], begin[0], begin[1], x.dtype.type(floor))
+                         stride[0], stride[1], dilation[0], dilation[1], begin[0], begin[1], x.dtype.type(floor),
+                         min(n * c, numba.get_num_threads()))
     return y.reshape(out_shape)
 
 
@@ -116,7 +160,7 @@ def _global_average_kernel(x, y, rows, count, zp_x, m0, shift, zp_y, qmin, qmax)
             total += np.int64(src[e])
         total -= np.int64(zp_x) * count
         v = ((total * m0 + rnd) >> shift) + zp_y
-        y[row] = min(max(v, qmin), qmax)
+        y[row] = min(max(v, qmin), qmax) & 0xFF
 
 
 def global_average_pool_int8(x_q, *, x_scale, x_zero_point, y_scale, y_zero_point, qmin, qmax, y_signed=0):
@@ -160,5 +204,5 @@ def global_average_pool_int8(x_q, *, x_scale, x_zero_point, y_scale, y_zero_poin
     rows = x.shape[0] * x.shape[1]
     y = np.empty(rows, dtype=dtype)
     if rows:
-        _global_average_kernel(x.reshape(-1), y, rows, count, zp_x, m0, shift, zp_y, qmin, qmax)
+        _global_average_kernel(x.reshape(-1), as_bytes(y), rows, count, zp_x, m0, shift, zp_y, qmin, qmax)
     return y.reshape(x.shape[:2] + (1,) * (x.ndim - 2))

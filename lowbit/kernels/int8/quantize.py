@@ -50,7 +50,8 @@ def quantize_linear(x, *, scale, zero_point, signed=0):
     lo, hi = _BOUNDS[dtype]
     s = _scale_of(op, scale)
     zp = zero_point_of(op, "zero_point", zero_point, dtype)
-    r = np.rint(x / s) + np.float32(zp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.rint(x / s) + np.float32(zp)
     q = np.clip(r, lo, hi)
     q[np.isnan(q)] = lo
     return q.astype(dtype)
