@@ -183,7 +183,8 @@ def concat(*inputs, axis, in_scales, in_zero_points, y_scale, y_zero_point, y_si
     parts = []
     for q, s, z in zip(inputs, in_scales, in_zero_points):
         q = np.asarray(q)
-        if float(s) == float(y_scale) and int(z) == int(y_zero_point) and q.dtype == (np.int8 if y_signed else np.uint8):
+        same_type = q.dtype == (np.int8 if y_signed else np.uint8)
+        if float(s) == float(y_scale) and int(z) == int(y_zero_point) and same_type:
             parts.append(q)
         else:
             parts.append(rescale(q, in_scale=s, in_zero_point=z, y_scale=y_scale, y_zero_point=y_zero_point,
