@@ -172,7 +172,10 @@ class _Exporter:
         for node in self.g.nodes:
             spec = get_precision(node.precision)
             if spec.is_float and spec.name != "fp32":
-                raise LowbitError(f"cannot export {spec.name} models to ONNX; export fp32 or integer (QDQ) models")
+                raise LowbitError(f"cannot export {spec.name} models to ONNX; export fp32 or int8 (QDQ) models")
+            if not spec.is_float and spec.name != "int8":
+                raise LowbitError(f"cannot export {spec.name} layers (node {node.name}) to ONNX QDQ, which holds "
+                                  "8-bit tensors; export fp32 or int8 models")
             if spec.name == "fp32":
                 self.float_node(node)
             else:

@@ -182,9 +182,10 @@ class _IntConverter:
             for t in self.data_inputs(node):
                 if not is_int(t) and t not in quantized:
                     scale, zp = self.tensor_qparams(t)
+                    qmin, qmax = self.qrange(t)
                     new_nodes.append(Node("QuantizeLinear", f"{t}::quantize", [t], [f"{t}::q"],
-                                          {"scale": scale, "zero_point": zp, "signed": int(self.signed)},
-                                          precision=self.p.name))
+                                          {"scale": scale, "zero_point": zp, "signed": int(self.signed),
+                                           "qmin": qmin, "qmax": qmax}, precision=self.p.name))
                     quantized.add(t)
             # passthrough ops carry their input's parameters
             if node.op_type in PASSTHROUGH:

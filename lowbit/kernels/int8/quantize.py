@@ -18,13 +18,14 @@ def _scale_of(op, scale):
     return s
 
 
-def quantize_linear(x, *, scale, zero_point, signed=0):
+def quantize_linear(x, *, scale, zero_point, signed=0, qmin=None, qmax=None):
     """ONNX QuantizeLinear, per tensor, to uint8 (``signed=0``) or int8.
 
     ``q = clamp(round_half_to_even(x / scale) + zero_point, lo, hi)`` with the
     division done in float32 (as onnxruntime does), ``[lo, hi]`` the full
-    range of the output type (``[0, 255]`` or ``[-128, 127]``); +-inf
-    saturate and NaN gives ``lo``, as in onnxruntime.
+    range of the output type (``[0, 255]`` or ``[-128, 127]``), narrowed to
+    ``[qmin, qmax]`` when given (k-bit activations); +-inf saturate and NaN
+    gives ``lo``, as in onnxruntime.
 
     Parameters
     ----------
@@ -48,6 +49,8 @@ def quantize_linear(x, *, scale, zero_point, signed=0):
         raise ValueError(f"{op}: expected float32 input, got {x.dtype}")
     dtype = output_dtype(signed)
     lo, hi = _BOUNDS[dtype]
+    lo = lo if qmin is None else max(lo, int(qmin))
+    hi = hi if qmax is None else min(hi, int(qmax))
     s = _scale_of(op, scale)
     zp = zero_point_of(op, "zero_point", zero_point, dtype)
     with np.errstate(over="ignore", invalid="ignore"):
