@@ -13,10 +13,19 @@ below are the whole story of how kernels are built:
   every run.
 * ``parallel=True`` is requested per kernel (``jit(parallel=True)``); the
   number of threads is set by the executor through ``numba.set_num_threads``.
+* ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (unless already set): Numba's
+  OpenMP threads then sleep between parallel regions instead of spinning,
+  which on a busy 2-core machine kept a spinning pool from starving the
+  other thread (measured: a 0.25 ms kernel took 24 ms with spinning threads
+  under load).
 """
 from __future__ import annotations
 
-import numba
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402  (after the OpenMP setting, which is read when its runtime starts)
 
 CACHE = True
 NOGIL = True
