@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from lowbit.kernels.float.conv import conv
-from lowbit.kernels.float.gemm import gemm, matmul
+from lowbit.config import jit
+from lowbit.kernels.float import gemm as gemm_module
+from lowbit.kernels.float.gemm import claim, gemm, matmul, run_threads
 from tests.naive import conv_gemm as naive
 
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -198,6 +200,32 @@ def test_gemm_sizes_and_fused_clamp(rng, m, k, n):
     assert_close(gemm(a, b, c, transB=1, clip_min=-1.0, clip_max=1.0),
                  naive.gemm(a, b, c, transB=1, clip_min=-1.0, clip_max=1.0))
     assert np.array_equal(a, a_before)
+
+
+def test_gemm_on_helper_threads_is_exact(rng, monkeypatch):
+    a, b, c = randn(rng, 70, 33), randn(rng, 200, 33), randn(rng, 200)
+    serial = gemm(a, b, c, transB=1)
+    assert_close(serial, naive.gemm(a, b, c, transB=1))
+    monkeypatch.setattr(gemm_module, "_PARALLEL_MIN_MACS", 0)
+    threaded = gemm(a, b, c, transB=1)
+    assert np.array_equal(serial.view(np.uint32), threaded.view(np.uint32))
+
+
+@jit
+def _count_items(hits, counter):
+    while True:
+        item = claim(counter)
+        if item >= hits.size:
+            break
+        hits[item] += 1
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_run_threads_does_every_item_once(threads):
+    for items in (0, 1, 7, 1000):
+        hits = np.zeros(items, dtype=np.int64)
+        run_threads(_count_items, (hits, np.zeros(1, dtype=np.int64)), threads)
+        assert np.all(hits == 1)
 
 
 def test_gemm_rejects_bad_shapes(rng):

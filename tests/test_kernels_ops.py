@@ -357,6 +357,34 @@ def test_lrn_defaults(rng):
     assert_close(normalization.lrn(x, size=3), run_ort("LRN", [x], opset=13, size=3), 1e-4)
 
 
+@pytest.mark.parametrize("case", [
+    dict(kernel_shape=(2, 2), strides=(2, 2)),
+    dict(kernel_shape=(3, 2), strides=(1, 2), dilations=(2, 1)),
+    dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1), strides=(2, 2)),
+    dict(kernel_shape=(2, 2), strides=(2, 2), ceil_mode=1),
+], ids=str)
+def test_pools_on_helper_threads(case, rng, monkeypatch):
+    # Above the size threshold the planes are shared out by run_threads in
+    # chunks; force that path on a small input with several chunks.
+    monkeypatch.setattr(pool, "_PARALLEL_MIN", 0)
+    x = f32(rng, 3, 50, 7, 6)
+    assert x.shape[0] * x.shape[1] > 2 * pool._CHUNK
+    assert_close(pool.max_pool(x, **case), naive.max_pool(x, **case))
+    assert_close(pool.average_pool(x, **case), naive.average_pool(x, **case))
+    assert_close(pool.global_average_pool(x), naive.global_average_pool(x))
+    assert_close(pool.global_max_pool(x), naive.global_max_pool(x))
+
+
+def test_max_pool_inside_path_matches_padded_path(rng):
+    # Windows inside the input take a direct path; with a zero pad on the far
+    # side only (same windows, output) the padded-line path runs instead.
+    x = f32(rng, 2, 3, 9, 8)
+    inside = pool.max_pool(x, kernel_shape=(2, 2), strides=(2, 2))
+    assert_close(inside, naive.max_pool(x, kernel_shape=(2, 2), strides=(2, 2)))
+    padded = pool.max_pool(x, kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 1, 1))
+    assert_close(inside, padded[:, :, :inside.shape[2], :inside.shape[3]])
+
+
 # --- softmax --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("axis", [-1, 0, 1, 2, 3])
@@ -385,6 +413,14 @@ def test_softmax_is_stable_for_large_logits(rng):
     assert np.all(np.isfinite(got))
     assert_close(got, naive.softmax(x), 1e-4)
     assert_close(softmax.log_softmax(x), naive.log_softmax(x), 1e-4)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_on_helper_threads(log, rng, monkeypatch):
+    monkeypatch.setattr(softmax, "_PARALLEL_MIN", 0)
+    x = f32(rng, 300, 7, scale=3.0)
+    kernel = softmax.log_softmax if log else softmax.softmax
+    assert_close(kernel(x, axis=1), naive.softmax(x, axis=1, log=log), 1e-4)
 
 
 def test_softmax_bad_axis():

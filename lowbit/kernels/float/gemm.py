@@ -36,9 +36,9 @@ TILE_N = 3
 K_ALIGN = 8
 # Column tiles handled by one parallel task of the Gemm kernel.
 _TILES_PER_TASK = 32
-# Products of fewer multiply-adds than this run on the calling thread alone:
-# waking the other threads costs microseconds on an idle machine but a
-# scheduler slice (several ms) on a busy one, more than this much work takes.
+# Products of fewer multiply-adds than this (about a millisecond of work) run
+# on the calling thread alone: a helper thread costs a wake-up, and on a busy
+# machine takes a core from the caller for little gain.
 _PARALLEL_MIN_MACS = 1 << 25
 
 
