@@ -11,7 +11,8 @@ Methods (the range ``[lo, hi]`` each returns always contains 0):
 * ``percentile`` — the ``percentile``-th percentile of ``|x|`` (default
   99.99) as the clipping threshold, as onnxruntime's Percentile calibrator.
 * ``entropy`` — the threshold whose 128-level quantized distribution has the
-  least KL divergence from the observed one (TensorRT's calibrator).
+  least KL divergence from the observed one (TensorRT's calibrator), with the
+  zero bin left out.
 * ``mse`` — the threshold that minimises the expected squared
   quantize-dequantize error of the observed histogram for the target bits.
 """
@@ -54,6 +55,9 @@ def _percentile_threshold(stats: TensorStats, percentile: float) -> float:
 
 def _entropy_threshold(stats: TensorStats, levels: int = 128) -> float:
     hist = stats.hist.astype(np.float64)
+    # The first bin holds the exact zeros of post-ReLU tensors: every threshold represents
+    # them exactly, and their mass would otherwise drown the comparison of the tails.
+    hist[0] = 0.0
     best, best_i = np.inf, HISTOGRAM_BINS
     for i in range(levels, HISTOGRAM_BINS + 1, 16):
         reference = hist[:i].copy()
