@@ -45,6 +45,39 @@ def _round_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate, inv_scal
     return overflow
 
 
+@jit
+def _round_bits_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate):
+    """Unscaled rounding straight on the fp32 bit pattern (same results as _round_kernel with s = 1)."""
+    flat_in = x.reshape(-1)
+    bits_in = flat_in.view(np.uint32)
+    flat_out = out.reshape(-1)
+    drop = np.uint32(23 - mantissa_bits)
+    half = (np.uint32(1) << (drop - np.uint32(1))) - np.uint32(1)
+    overflow = 0
+    for i in range(bits_in.size):
+        b = bits_in[i]
+        if (b & np.uint32(0x7F800000)) == np.uint32(0x7F800000):  # inf and NaN pass through
+            flat_out[i] = flat_in[i]
+            continue
+        exponent = np.int64((b >> np.uint32(23)) & np.uint32(0xFF)) - 127
+        if exponent >= min_exp:
+            # nearest even on the kept mantissa bits; a carry may run into the exponent
+            r = np.uint64(b) + np.uint64(half) + np.uint64((b >> drop) & np.uint32(1))
+            r = (r >> np.uint64(drop)) << np.uint64(drop)
+            y = np.float64(np.uint32(r & np.uint64(0xFFFFFFFF)).view(np.float32))
+        else:
+            step = math.ldexp(1.0, min_exp - mantissa_bits)
+            y = np.rint(np.float64(flat_in[i]) / step) * step
+        if abs(y) > max_finite:
+            overflow += 1
+            if saturate:
+                y = max_finite if y > 0 else -max_finite
+            else:
+                y = math.inf if y > 0 else -math.inf
+        flat_out[i] = np.float32(y)
+    return overflow
+
+
 def round_to_format(x, precision: Precision, scale: float = 1.0, *, unscaled: bool = False):
     """Round ``x`` to the float format ``precision``; return ``(y, n_overflow)``.
 
@@ -70,6 +103,10 @@ def round_to_format(x, precision: Precision, scale: float = 1.0, *, unscaled: bo
         return x, 0
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty_like(x)
+    if scale == 1.0:
+        count = _round_bits_kernel(x, out, precision.mantissa_bits, precision.min_normal_exponent,
+                                   precision.max_finite, precision.saturates)
+        return out, int(count)
     count = _round_kernel(x, out, precision.mantissa_bits, precision.min_normal_exponent,
                           precision.max_finite, precision.saturates, 1.0 / scale, 1.0 if unscaled else float(scale))
     return out, int(count)
