@@ -11,7 +11,7 @@ below are the whole story of how kernels are built:
   ``reassoc`` and ``contract`` flags (no ``nnan``/``ninf``: NaN and inf
   still propagate).  A given binary and input still gives the same result
   every run.
-* ``parallel=True`` is requested per kernel (``jit(parallel=True)``); the
+* ``parallel=True`` is requested per kernel (``jit(multithread=True)``); the
   number of threads is set by the executor through ``numba.set_num_threads``.
 * ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (unless already set): Numba's
   OpenMP threads then sleep between parallel regions instead of spinning,
@@ -35,21 +35,22 @@ FASTMATH_FLAGS = frozenset({"reassoc", "contract"})
 DEFAULT_BATCH_SIZE = 256
 
 
-def jit(fn=None, *, parallel: bool = False, fast: bool = False):
+def jit(fn=None, *, multithread: bool = False, fast: bool = False):
     """Compile ``fn`` with lowbit's Numba flags.
 
     Parameters
     ----------
     fn : callable, optional
         The function to compile; when omitted, returns a decorator.
-    parallel : bool
-        Let ``numba.prange`` loops run on several threads.
+    multithread : bool
+        Compile in Numba's parallel mode: ``numba.prange`` loops run on
+        several threads.
     fast : bool
         Allow reassociation and FMA contraction of float arithmetic
         (needed for vectorised float reductions).
     """
     options = dict(cache=CACHE, nogil=NOGIL)
-    if parallel:
+    if multithread:
         options["parallel"] = True
     if fast:
         options["fastmath"] = set(FASTMATH_FLAGS)

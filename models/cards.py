@@ -61,7 +61,8 @@ def render(name, lowbit_acc=None):
              f"- Training recipe: {_fmt_recipe(rep['recipe'])}; seed {rep['seed']}; "
              "softmax cross-entropy; He-normal init; trained on the 60,000 MNIST training images.",
              f"- Training time: {rep['train_seconds_total'] / 60:.1f} min on the 2-core development machine "
-             "(shared with other jobs, OPENBLAS_NUM_THREADS=1, `nice -n 5`), lowbit's numpy/Numba trainer.",
+             "(sum of the epoch times; the machine was shared with other jobs; OPENBLAS_NUM_THREADS=1, "
+             "`nice -n 5`), lowbit's numpy/Numba trainer.",
              "",
              "## Test accuracy (MNIST, 10,000 test images)", "",
              f"- onnxruntime: **{100 * rep['test_acc_onnxruntime']:.2f} %**",
@@ -77,6 +78,8 @@ def render(name, lowbit_acc=None):
     for h in rep["history"]:
         lines.append(f"| {h['epoch']} | {h['loss']:.4f} | {100 * h['train_acc']:.2f} % | "
                      f"{100 * h.get('test_acc', float('nan')):.2f} % | {h['lr']:.2g} | {h['seconds']:.0f} |")
+    if getattr(mod, "NOTES", ""):
+        lines += ["", mod.NOTES]
     lines += ["", "The test set was evaluated after each epoch for this table only; the recipe was fixed "
               "before training and not tuned on it.", "",
               "## Reproduce", "", f"    python -m models.train {name} --seed {rep['seed']}", "",

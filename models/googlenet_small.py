@@ -8,7 +8,7 @@ conv1x1-conv3x3; conv1x1-conv5x5; maxpool3x3 (stride 1, pad 1)-conv1x1 (each con
 from lowbit.train.layers import Affine, Concat, Conv, Flatten, GlobalAvgPool, MaxPool, ReLU
 from lowbit.train.net import Net
 
-RECIPE = dict(epochs=2, batch_size=100, optimizer="adam", lr=2e-3, schedule="cosine", min_lr=1e-5,
+RECIPE = dict(epochs=6, batch_size=100, optimizer="adam", lr=3e-3, schedule="cosine", min_lr=1e-5,
               max_shift=1, max_rotate=0.0)
 
 

@@ -19,7 +19,7 @@ from ..config import jit
 from ..precision import Precision
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _round_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate, inv_scale, scale):
     flat_in = x.reshape(-1)
     flat_out = out.reshape(-1)

@@ -9,7 +9,7 @@ from numba import prange
 from lowbit.config import jit
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _warp(x, cos_a, sin_a, tx, ty, out):
     # Inverse mapping with bilinear sampling; outside the image reads as 0.
     n, c, h, w = x.shape

@@ -26,7 +26,7 @@ from lowbit.kernels.binary.pool import binary_max_pool
 from lowbit.kernels.common import resolve_pads
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _affine_clamp(dot, scale, shift, lo, hi, out):
     n, m, plane = dot.shape
     for task in numba.prange(n * m):

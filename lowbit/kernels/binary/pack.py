@@ -19,7 +19,7 @@ from lowbit.kernels.binary.common import check_packed, n_words
 _PACK_BLOCK = 512
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _pack_kernel(x, out):
     """``out[n, i, k] = OR_c (x[n, c, i] < 0) << (c - 64k)`` over the 64 channels of word k.
 
@@ -45,7 +45,7 @@ def _pack_kernel(x, out):
             out[n, i0 + i, k] = acc[i]
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _unpack_kernel(packed, out):
     n_img, channels, height, width = out.shape
     for row in prange(n_img * height):

@@ -8,7 +8,7 @@ from lowbit.config import jit
 from lowbit.kernels.binary.common import check_packed, n_words, window, word_masks
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _max_pool_kernel(x, masks, kh, kw, sh, sw, dh, dw, pt, pl, out):
     n_img, height, width, words = x.shape
     ho, wo = out.shape[1], out.shape[2]

@@ -200,7 +200,7 @@ def _tile_sign_bits_overload(x, x_off, offs, nq, wt, w_off, base, base_off, base
     return impl
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def conv_kernel(xf, offs, wt, base, row_class, hp, row_len, sh, wo_pad, m_pad, n_chunks, out):
     """int32 dots into ``out`` (N, M, oH, oW); the layout arguments come from ``conv._prepare``.
 
@@ -234,7 +234,7 @@ def conv_kernel(xf, offs, wt, base, row_class, hp, row_len, sh, wo_pad, m_pad, n
                                 out[n, m0 + c, oh, ow0 + p] = scratch[c * LANES + p]
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def conv_sign_kernel(xf, offs, wt, base, row_class, hp, row_len, sh, wo_pad, m_pad, n_chunks,
                       thresholds, flip, out):
     """Packed sign bits into ``out`` (N, oH, oW, ceil(M / 64)); see :func:`conv_kernel`.

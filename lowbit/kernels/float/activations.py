@@ -11,21 +11,21 @@ from numba import prange
 from lowbit.config import jit
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _relu_kernel(x, out):
     for i in prange(x.size):
         v = x[i]
         out[i] = np.float32(0.0) if v < 0 else v
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _leaky_relu_kernel(x, out, alpha):
     for i in prange(x.size):
         v = x[i]
         out[i] = alpha * v if v < 0 else v
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _clip_kernel(x, out, lo, hi):
     # max first, then min: when lo > hi every value becomes hi (ONNX spec).
     for i in prange(x.size):
@@ -37,7 +37,7 @@ def _clip_kernel(x, out, lo, hi):
         out[i] = v
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _sigmoid_kernel(x, out):
     for i in prange(x.size):
         v = x[i]
@@ -47,7 +47,7 @@ def _sigmoid_kernel(x, out):
         out[i] = numerator / (np.float32(1.0) + e)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _tanh_kernel(x, out):
     # tanh|v| = (1 - e) / (1 + e) with e = exp(-2|v|), in float64 so the
     # subtraction keeps float32 accuracy; below 1e-4, tanh v = v to 3e-9.
@@ -60,7 +60,7 @@ def _tanh_kernel(x, out):
         out[i] = t if v >= 0 else -t
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _hard_sigmoid_kernel(x, out, alpha, beta):
     for i in prange(x.size):
         v = alpha * x[i] + beta
@@ -71,7 +71,7 @@ def _hard_sigmoid_kernel(x, out, alpha, beta):
         out[i] = v
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _hard_swish_kernel(x, out):
     sixth = np.float32(1.0 / 6.0)
     for i in prange(x.size):

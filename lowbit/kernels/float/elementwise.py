@@ -41,13 +41,13 @@ def _apply(op, x, y):
     return np.divide(x, y)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _same_shape_kernel(a, b, out, op):
     for i in prange(out.size):
         out[i] = _apply(op, a[i], b[i])
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _scalar_kernel(a, s, out, op, scalar_first):
     if scalar_first:
         for i in prange(out.size):
@@ -57,7 +57,7 @@ def _scalar_kernel(a, s, out, op, scalar_first):
             out[i] = _apply(op, a[i], s)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _channel_kernel(big, small, out, op, small_first):
     # big, out: (outer * mid, inner); small: (mid,).  2-D indexing keeps the
     # inner loop free of index arithmetic, so it vectorises.

@@ -7,7 +7,7 @@ from numba import prange
 from lowbit.config import jit
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _affine_kernel(x, out, a, c):
     # x, out: (N, M, inner); a, c: (M,) float64.
     n, m, inner = x.shape
@@ -69,7 +69,7 @@ def batch_normalization(x, scale, b, input_mean, input_var, *, epsilon=1e-5, mom
     return out.reshape(x.shape)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _lrn_kernel(x, out, before, after, alpha_over_size, beta, bias):
     # x, out: (N, C, inner)
     n, c, inner = x.shape

@@ -7,7 +7,7 @@ import numpy as np
 from lowbit.config import jit
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _row_mean(x2d, out):
     rows, length = x2d.shape
     for r in numba.prange(rows):

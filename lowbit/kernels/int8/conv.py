@@ -138,7 +138,7 @@ def _fill_quad_slab(x, slab, img, c_in, h, w_in, groups, cqn, ih0, rows_in, rows
                             inner[e] |= ((np.int64(xk[e]) + x_off) & 0xFF) << (8 * k)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _slab_kernel(x, offs, wpk, bias, corr, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, cgn, quads,
                  kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax, rows_block, blocks, nthreads):
     # Stride 1: the channel pair (or quad) cp at tap (i, j) for output position p = r*ws + col sits
@@ -255,7 +255,7 @@ def _fill_panel(slab, panel, pp, g, cg, kh_, kw_, kg, kq, rows_max, ws, sh, sw, 
             dst[e] = 0
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
                   sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
     # Any stride: gather an im2col panel per group, then tile it.
@@ -305,7 +305,7 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
                                 dst[c] = src[c]
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _direct_kernel(x, w, bias, mult, shift, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
                    sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax):
     cg = c_in // groups

@@ -21,7 +21,7 @@ def _rshift(v, m0, n):
     return (v * m0 + (np.int64(1) << (n - 1))) >> n
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _add_kernel(a, b, y, zp_a, m_a, n_a, zp_b, m_b, n_b, m_y, n_y, zp_y, qmin, qmax, left):
     for i in prange(y.size):
         ra = _rshift((np.int64(a[i]) - zp_a) << left, m_a, n_a)
@@ -97,7 +97,7 @@ def add_int8(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
     return y
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _rescale_kernel(x, y, zp_x, m0, n, zp_y, lo, hi):
     for i in prange(x.size):
         v = _rshift(np.int64(x[i]) - zp_x, m0, n) + zp_y

@@ -19,7 +19,7 @@ from lowbit.kernels.int8.tile import LANES, TILE_M, TILE_P, madd_tile
 _TILES_PER_BLOCK = 4
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _gemm_kernel(a, wpk, bias, mult, shift, y, n, k, m, mp, kq, zp_a, zp_y, qmin, qmax):
     block = _TILES_PER_BLOCK * TILE_P
     blocks = (n + block - 1) // block

@@ -21,7 +21,7 @@ def _row_taps(start, stride, out_len, limit):
     return lo, max(lo, hi)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _max_pool_2x2_kernel(x, y, planes, h, w, ho, wo):
     # 2x2 windows, stride 2, no padding: every window lies inside the input.
     for plane in prange(planes):
@@ -35,7 +35,7 @@ def _max_pool_2x2_kernel(x, y, planes, h, w, ho, wo):
                 yrow[e] = max(max(r0[2 * e], r0[2 * e + 1]), max(r1[2 * e], r1[2 * e + 1]))
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _max_pool_kernel(x, y, planes, h, w, ho, wo, kh, kw, sh, sw, dh, dw, ph, pw, floor, nthreads):
     for t in prange(nthreads):
         col = np.empty(w, dtype=x.dtype)
@@ -150,7 +150,7 @@ def max_pool_int8(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
     return y.reshape(out_shape)
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _global_average_kernel(x, y, rows, count, zp_x, m0, shift, zp_y, qmin, qmax):
     rnd = np.int64(1) << (shift - 1)
     for row in prange(rows):

@@ -10,7 +10,7 @@ from lowbit.train.layers.base import Layer
 from lowbit.train.layers.onnx_util import node
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _maxpool_fwd(x, k, s, p, y, arg):
     # x: (M, H, W) with M = N*C; arg holds the flat input index of each max (-1: window all padding)
     m, h, w = x.shape
@@ -36,7 +36,7 @@ def _maxpool_fwd(x, k, s, p, y, arg):
                 arg[q, a, b] = bi
 
 
-@jit(parallel=True)
+@jit(multithread=True)
 def _maxpool_bwd(dy, arg, dx):
     m, oh, ow = dy.shape
     w = dx.shape[2]
