@@ -20,7 +20,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary"
+PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary,binary"
+
+
+def evaluate_saved(path, label, x_test, y_test, result):
+    """A sweep row for an already quantized .lowbit file (e.g. the fine-tuned binary net)."""
+    import lowbit
+    from lowbit.evaluate.metrics import agreement, top1, topk
+    from lowbit.evaluate.sweep import PrecisionResult, timed_run
+
+    reference = result.get("fp32")
+    fp32_scores = lowbit.load(reference.model_file).run(x_test)
+    scores, seconds, compile_seconds = timed_run(lowbit.load(path), x_test, 256, None)
+    return PrecisionResult(precision=label, bits=1, accuracy=top1(scores, y_test), top5=topk(scores, y_test),
+                           drop=100.0 * (reference.accuracy - top1(scores, y_test)),
+                           agreement=agreement(scores, fp32_scores), size_bytes=path.stat().st_size,
+                           images_per_s=len(x_test) / seconds, calibration_seconds=0.0,
+                           compile_seconds=compile_seconds, overflow=0, model_file=f"models/{path.name}")
 
 
 def main(argv=None):
@@ -41,6 +57,7 @@ def main(argv=None):
     x_test, y_test = mnist("test")
     calibration = mnist("train")[0][:1000]
     nets = sorted(p for p in (ROOT / "models").glob("*.onnx"))
+    finetuned = {"deep_convnet": ROOT / "models" / "deep_convnet_binary.lowbit"}
     if args.nets:
         nets = [p for p in nets if p.stem in args.nets.split(",")]
     results = []
@@ -50,8 +67,12 @@ def main(argv=None):
         scratch = Path(tempfile.mkdtemp())
         result = sweep(net, x_test, y_test, args.precisions.split(","), calibration=calibration, out_dir=scratch,
                        jobs=args.jobs, dataset_label="MNIST test (bundled)", model_label=net.stem)
+        extra = finetuned.get(net.stem)
+        if extra is not None and extra.exists():
+            result.results.append(evaluate_saved(extra, "binary-finetuned", x_test, y_test, result))
         for row in result.results:
-            row.model_file = f"models/{row.precision}.lowbit (not committed)"
+            if not row.model_file.startswith("models/deep_convnet_binary"):
+                row.model_file = f"models/{row.precision}.lowbit (not committed)"
         write_results(result, out)
         plot_sweep([result], out)
         shutil.rmtree(scratch, ignore_errors=True)

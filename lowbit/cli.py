@@ -145,7 +145,7 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4"
+DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary,binary"
 
 
 def load_eval_data(args):

@@ -90,8 +90,8 @@ def save_graph(graph: Graph, path) -> None:
     np.savez(buffer, **tensors)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("graph.json", json.dumps(doc, indent=1))
-            zf.writestr("tensors.npz", buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
+            zf.writestr("graph.json", json.dumps(doc, separators=(",", ":")))
+            zf.writestr("tensors.npz", buffer.getvalue())
 
 
 def is_container(path) -> bool:
