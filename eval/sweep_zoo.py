@@ -8,7 +8,8 @@ For each net it runs the same sweep as ``lowbit eval`` on the bundled MNIST
 ``eval/results/<net>/results.{json,md,csv}`` and its plots; then the
 combined plots over all nets (one line per net) and ``eval/results/README.md``.
 The .lowbit files the sweep saves go to a temporary folder (they are not
-committed; rerun to get them).
+committed; rerun to get them).  ``--nets`` reruns a subset; the combined
+plots always cover every net whose results.json is on disk.
 """
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ def main(argv=None):
         shutil.rmtree(scratch, ignore_errors=True)
         print(text_table(result), flush=True)
         results.append(result)
+    import json
+
+    from lowbit.evaluate.sweep import SweepResult
+
+    # the combined plots and tables cover every net with results on disk, not only this run's
+    results = [SweepResult.from_dict(json.loads(p.read_text())) for p in sorted(args.out.glob("*/results.json"))]
     plot_sweep(results, args.out)
     lines = ["# Sweep results", "", "Regenerate with `python eval/sweep_zoo.py` (see its docstring).", "",
              "![accuracy vs bits](accuracy_vs_bits.png)", "![accuracy vs size](accuracy_vs_size.png)",

@@ -29,11 +29,12 @@ def _series(results):
     return groups
 
 
-def _per_bits(ax, rows, value, label, color):
+def _per_bits(ax, rows, value, label, color, annotate=True):
     """Scatter every precision; join the best value at each bit width with a line."""
     xs, ys = [r.bits for r in rows], [value(r) for r in rows]
     ax.scatter(xs, ys, color=color, zorder=3)
-    _annotate(ax, xs, ys, [r.precision for r in rows])
+    if annotate:
+        _annotate(ax, xs, ys, [r.precision for r in rows])
     best = {}
     for x, y in zip(xs, ys):
         best[x] = max(best.get(x, y), y)
@@ -42,19 +43,30 @@ def _per_bits(ax, rows, value, label, color):
 
 
 def _annotate(ax, xs, ys, labels):
+    """Label points; points that share an x get one stacked label, best first, with their values."""
+    groups = {}
     for x, y, label in zip(xs, ys, labels):
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        groups.setdefault(x, []).append((y, label))
+    for x, items in groups.items():
+        items.sort(reverse=True)
+        if len(items) == 1:
+            ax.annotate(items[0][1], (x, items[0][0]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            continue
+        text = "\n".join(f"{label} {y:,.4g}" for y, label in items)
+        ax.annotate(text, (x, items[-1][0]), textcoords="offset points", xytext=(5, -4), fontsize=7,
+                    va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="0.8", alpha=0.85))
 
 
 def plot_accuracy_vs_bits(results, path) -> Path:
     """Top-1 accuracy (%) against bits per value, log2 x-axis, one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, rows) in enumerate(_series(results).items()):
-        _per_bits(ax, rows, lambda r: 100 * r.accuracy, label, f"C{i}")
+    series = _series(results)
+    for i, (label, rows) in enumerate(series.items()):
+        _per_bits(ax, rows, lambda r: 100 * r.accuracy, label, f"C{i}", annotate=len(series) == 1)
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
-    ax.set_xlabel("bits per weight and activation (log2 scale)")
+    ax.set_xlabel("bits per weight (log2 scale; ternary keeps 8-bit activations)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs precision")
     ax.grid(True, alpha=0.3)
@@ -68,11 +80,13 @@ def plot_accuracy_vs_size(results, path) -> Path:
     """Top-1 accuracy (%) against model file size (KiB, log x-axis)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in _series(results).items():
+    series = _series(results)
+    for label, rows in series.items():
         rows = sorted(rows, key=lambda r: r.size_bytes)
         xs, ys = [r.size_bytes / 1024 for r in rows], [100 * r.accuracy for r in rows]
         ax.plot(xs, ys, marker="o", label=label)
-        _annotate(ax, xs, ys, [r.precision for r in rows])
+        if len(series) == 1:
+            _annotate(ax, xs, ys, [r.precision for r in rows])
     ax.set_xscale("log")
     ax.set_xlabel("model file size (KiB, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
@@ -88,11 +102,12 @@ def plot_throughput_vs_bits(results, path) -> Path:
     """Images per second against bits (log2 x-axis), one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, rows) in enumerate(_series(results).items()):
-        _per_bits(ax, rows, lambda r: r.images_per_s, label, f"C{i}")
+    series = _series(results)
+    for i, (label, rows) in enumerate(series.items()):
+        _per_bits(ax, rows, lambda r: r.images_per_s, label, f"C{i}", annotate=len(series) == 1)
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
-    ax.set_xlabel("bits per weight and activation (log2 scale)")
+    ax.set_xlabel("bits per weight (log2 scale; ternary keeps 8-bit activations)")
     ax.set_ylabel("throughput (images / s)")
     ax.set_title("Inference speed vs precision")
     ax.grid(True, alpha=0.3)

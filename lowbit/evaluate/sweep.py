@@ -54,6 +54,13 @@ class SweepResult:
         return {"model": self.model, "dataset": self.dataset, "n_test": self.n_test,
                 "calibration": self.calibration, "results": [r.as_dict() for r in self.results]}
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> "SweepResult":
+        """Read back what :meth:`as_dict` wrote (results.json)."""
+        return cls(model=doc["model"], dataset=doc["dataset"], n_test=doc["n_test"],
+                   calibration=doc.get("calibration", {}),
+                   results=[PrecisionResult(**row) for row in doc["results"]])
+
     def get(self, precision: str) -> PrecisionResult:
         return next(r for r in self.results if r.precision == precision)
 
