@@ -57,23 +57,28 @@ def _annotate(ax, xs, ys, labels):
                     va="top", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="0.8", alpha=0.85))
 
 
-def plot_accuracy_vs_bits(results, path) -> Path:
-    """Top-1 accuracy (%) against bits per value, log2 x-axis, one line per model."""
+def _against_bits(results, path, value, ylabel, title) -> Path:
+    """One panel of ``value(row)`` against bits (log2 x-axis), one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = _series(results)
     for i, (label, rows) in enumerate(series.items()):
-        _per_bits(ax, rows, lambda r: 100 * r.accuracy, label, f"C{i}", annotate=len(series) == 1)
+        _per_bits(ax, rows, value, label, f"C{i}", annotate=len(series) == 1)
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
     ax.set_xlabel("bits per weight (log2 scale; ternary keeps 8-bit activations)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("Accuracy vs precision")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     path = _save(fig, path)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_vs_bits(results, path) -> Path:
+    """Top-1 accuracy (%) against bits per weight, log2 x-axis, one line per model."""
+    return _against_bits(results, path, lambda r: 100 * r.accuracy, "top-1 accuracy (%)", "Accuracy vs precision")
 
 
 def plot_accuracy_vs_size(results, path) -> Path:
@@ -100,21 +105,8 @@ def plot_accuracy_vs_size(results, path) -> Path:
 
 def plot_throughput_vs_bits(results, path) -> Path:
     """Images per second against bits (log2 x-axis), one line per model."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series = _series(results)
-    for i, (label, rows) in enumerate(series.items()):
-        _per_bits(ax, rows, lambda r: r.images_per_s, label, f"C{i}", annotate=len(series) == 1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks([1, 2, 4, 8, 16, 32], labels=["1", "2", "4", "8", "16", "32"])
-    ax.set_xlabel("bits per weight (log2 scale; ternary keeps 8-bit activations)")
-    ax.set_ylabel("throughput (images / s)")
-    ax.set_title("Inference speed vs precision")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return _against_bits(results, path, lambda r: r.images_per_s, "throughput (images / s)",
+                         "Inference speed vs precision")
 
 
 def plot_sensitivity(rows, precision: str, path) -> Path:

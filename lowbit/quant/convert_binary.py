@@ -24,6 +24,7 @@ import numpy as np
 from ..graph.ir import Graph
 from ..kernels.binary.conv import sign_thresholds
 from . import quantizers
+from .weights import layer_weights
 
 INT32 = np.iinfo(np.int32)
 
@@ -39,23 +40,6 @@ def _eligible(graph: Graph, node) -> bool:
     if node.op_type == "MatMul":
         return node.inputs[1] in const and const[node.inputs[1]].ndim == 2
     return False
-
-
-def _weights_and_bias(graph: Graph, node) -> tuple:
-    const = graph.constants
-    if node.op_type == "Conv":
-        w = const[node.inputs[1]].astype(np.float64)
-        b = const[node.inputs[2]].astype(np.float64) if len(node.inputs) > 2 and node.inputs[2] else None
-        return w, b
-    if node.op_type == "Gemm":
-        raw = const[node.inputs[1]].astype(np.float64)
-        w = (raw if node.attrs.get("transB", 0) else raw.T) * node.attrs.get("alpha", 1.0)
-        c = node.inputs[2] if len(node.inputs) > 2 else ""
-        b = None
-        if c:
-            b = np.broadcast_to(const[c].reshape(-1).astype(np.float64), (w.shape[0],)) * node.attrs.get("beta", 1.0)
-        return w, b
-    return const[node.inputs[1]].astype(np.float64).T, None
 
 
 def convert_binary(graph: Graph, precision, *, exclude=frozenset(), first_layer: str = "fp32",
@@ -77,7 +61,7 @@ def convert_binary(graph: Graph, precision, *, exclude=frozenset(), first_layer:
               if not (all_weighted and n is all_weighted[0] and first_layer != "binary")
               and not (all_weighted and n is all_weighted[-1] and last_layer != "binary")]
     for node in chosen:
-        w, b = _weights_and_bias(g, node)
+        w, b = layer_weights(g, node)
         q, alpha = quantizers.binary(w)
         bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, dtype=np.float64)
         names = {k: f"{node.name}::{k}" for k in ("w_bits", "scale", "shift")}

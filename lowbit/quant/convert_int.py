@@ -30,6 +30,7 @@ from ..graph.ir import Graph, Node
 from ..precision import Precision
 from .fixed_point import quantize_multiplier
 from . import quantizers
+from .weights import layer_weights
 from .packing import pack_bits
 
 ANCHORS = {"Conv", "Gemm", "MatMul"}
@@ -244,19 +245,7 @@ class _IntConverter:
         const = self.g.constants
         x_scale, x_zp = self.tensor_qparams(node.inputs[0])
         y_scale, y_zp = self.tensor_qparams(node.outputs[0])
-        if node.op_type == "Conv":
-            w = const[node.inputs[1]]
-            bias = const[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] else None
-        elif node.op_type == "Gemm":
-            b = const[node.inputs[1]].astype(np.float64)
-            w = (b if node.attrs.get("transB", 0) else b.T) * node.attrs.get("alpha", 1.0)
-            c = node.inputs[2] if len(node.inputs) > 2 else ""
-            bias = None
-            if c:
-                bias = np.broadcast_to(const[c].reshape(-1).astype(np.float64), (w.shape[0],)) * node.attrs.get("beta", 1.0)
-        else:
-            w = const[node.inputs[1]].astype(np.float64).T
-            bias = None
+        w, bias = layer_weights(self.g, node)
         fixed = self.fixed_weights.get(node.inputs[1])
         if fixed is not None and fixed[2] == 0 and (node.op_type == "Conv" or node.attrs.get("transB", 0)) \
                 and node.attrs.get("alpha", 1.0) == 1.0:
