@@ -226,7 +226,7 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     model = load(path)
     scores, seconds, compile_seconds = timed_run(model, x_test, args.batch_size, args.threads)
     reference = load(result.get("fp32").model_file).run(x_test, batch_size=args.batch_size, threads=args.threads)
-    bits = max(int(p[3:]) if p.startswith("int") else 32 for p in found["plan"].values())
+    bits = round(found["mean_weight_bits"], 2)  # parameter-weighted mean of the layers' weight bits
     print(f"mixed precision within {args.max_drop} points: " +
           ", ".join(f"{k}={v}" for k, v in found["plan"].items()), file=sys.stderr)
     return PrecisionResult(precision="mixed", bits=bits, accuracy=top1(scores, y_test), top5=topk(scores, y_test),

@@ -115,12 +115,12 @@ def plot_sensitivity(rows, precision: str, path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
     names = [r["layer"] for r in rows]
     drops = [r["drop"] for r in rows]
-    ax.barh(names, drops, color=["tab:red" if d > 0.1 else "tab:blue" for d in drops])
+    ax.barh(names, drops, color=["tab:red" if d > 0.1 + 1e-9 else "tab:blue" for d in drops])
     for i, r in enumerate(rows):
         ax.annotate(f"SQNR {r['sqnr_db']:.1f} dB", (max(drops[i], 0), i), xytext=(4, -3),
                     textcoords="offset points", fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"accuracy drop (points) with only this layer at {precision}")
+    ax.set_xlabel(f"accuracy drop (points) with only this layer at {precision} (red: more than 0.1)")
     ax.set_title(f"Per-layer sensitivity to {precision}")
     ax.grid(True, axis="x", alpha=0.3)
     path = _save(fig, path)

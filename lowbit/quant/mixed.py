@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
+
 from ..evaluate.metrics import top1
 from ..precision import get as get_precision
 from ..train.progress import Progress
@@ -70,7 +72,10 @@ def search(source, x_test, y_test, *, max_drop: float, ladder=("int4", "int8", "
             break
         plan[widen] = ladder[ladder.index(plan[widen]) + 1]
     bar.close()
-    return {"plan": plan, "accuracy": accuracy, "drop": drop, "fp32_accuracy": base, "max_drop": max_drop,
+    sizes = {layer.name: int(np.prod(model.graph.constants[layer.inputs[1]].shape)) for layer in weighted_layers(model.graph)}
+    bits = {name: get_precision(p).bits for name, p in plan.items()}
+    mean_bits = sum(sizes[n] * bits[n] for n in plan) / max(1, sum(sizes.values()))
+    return {"plan": plan, "mean_weight_bits": mean_bits, "accuracy": accuracy, "drop": drop, "fp32_accuracy": base, "max_drop": max_drop,
             "within_budget": drop <= max_drop, "steps": steps, "sensitivity": rows, "model": quantized}
 
 
