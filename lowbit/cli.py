@@ -251,6 +251,22 @@ def cmd_train(args) -> int:
     return int(train_main(argv) or 0)
 
 
+def cmd_finetune(args) -> int:
+    from .finetune import main_finetune
+    from .precision import get as get_precision
+
+    try:
+        args.precision = get_precision(args.precision).name
+    except ValueError as exc:
+        raise LowbitError(str(exc)) from None
+    if args.precision not in FINETUNE_PRECISIONS:
+        raise LowbitError(f"finetune supports {', '.join(FINETUNE_PRECISIONS)}; got {args.precision}")
+    return int(main_finetune(args) or 0)
+
+
+FINETUNE_PRECISIONS = ("binary", "ternary", "int4", "int2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lowbit", description="Reduced-precision inference for CNNs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -310,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-drop", type=float, metavar="POINTS",
                     help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop")
     ev.set_defaults(func=cmd_eval)
+
+    finetune = sub.add_parser("finetune", help="quantization-aware fine-tuning (straight-through estimator)")
+    finetune.add_argument("model", help="fp32 model (.onnx) to start from")
+    finetune.add_argument("--precision", required=True, help="binary, ternary, int4 or int2")
+    finetune.add_argument("--data", required=True, help="training data .npz (x_train, y_train; x_test, y_test to report)")
+    finetune.add_argument("--epochs", type=positive_int, help="training epochs (default 10)")
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("-o", "--output", required=True, help="output .lowbit file")
+    finetune.set_defaults(func=cmd_finetune)
 
     train = sub.add_parser("train", help="train a network of the model zoo (models/) from scratch")
     train.add_argument("name")
