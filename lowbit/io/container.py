@@ -21,7 +21,9 @@ from .atomic import atomic_path
 
 FORMAT = "lowbit"
 #: Metadata only needed while converting (import shapes, calibration ranges): not saved.
-TRANSIENT_METADATA = ("static_shapes", "ranges")
+TRANSIENT_METADATA = ("static_shapes", "ranges", "calibration_seconds")
+#: Entries carry a fixed timestamp, so the same model always gives the same bytes.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 VERSION = 1
 
 
@@ -90,8 +92,9 @@ def save_graph(graph: Graph, path) -> None:
     np.savez(buffer, **tensors)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("graph.json", json.dumps(doc, separators=(",", ":")))
-            zf.writestr("tensors.npz", buffer.getvalue())
+            for name, data in (("graph.json", json.dumps(doc, separators=(",", ":"))),
+                               ("tensors.npz", buffer.getvalue())):
+                zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
 
 
 def is_container(path) -> bool:
