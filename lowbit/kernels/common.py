@@ -81,3 +81,25 @@ def window_attributes(x_shape, kernel_shape, strides=None, dilations=None, pads=
         for i in range(rank)
     )
     return kernel_shape, strides, dilations, begin, end, out_shape
+
+
+def conv_shapes(op: str, x_shape, w_shape, group, kernel_shape) -> tuple:
+    """Validate a 2-D Conv's input/weight shapes; return ``(N, C, H, W, M, C/group, kH, kW, group)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the op, the shapes given and what they must satisfy.
+    """
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ValueError(f"{op}: supports 1-D and 2-D convolutions (input (N, C, H, W) with weights"
+                         f" (M, C/group, kH, kW)); got input {tuple(x_shape)} and weights {tuple(w_shape)}")
+    n_img, c_in, h, w_in = x_shape
+    m_out, cg, kh, kw = w_shape
+    group = int(group)
+    if group < 1 or c_in != cg * group or m_out % group != 0:
+        raise ValueError(f"{op}: group={group} does not fit input channels {c_in} and weights {tuple(w_shape)}:"
+                         f" need C == C/group * group and M divisible by group")
+    if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh, kw):
+        raise ValueError(f"{op}: kernel_shape {tuple(kernel_shape)} disagrees with weights {tuple(w_shape)}")
+    return n_img, c_in, h, w_in, m_out, cg, kh, kw, group

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from lowbit.config import jit
-from lowbit.kernels.common import window_attributes
+from lowbit.kernels.common import conv_shapes, window_attributes
 from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, claim, clamp, dot_tile, round_up, run_threads
 
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
@@ -375,17 +375,7 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                  dilations=lift(dilations, 1), group=group, kernel_shape=lift(kernel_shape, 1),
                  pads=pads, strides=lift(strides, 1), clip_min=clip_min, clip_max=clip_max)
         return y[:, :, 0, :]
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"Conv supports 1-D and 2-D convolutions (input (N, C, H, W) with weights"
-                         f" (M, C/group, kH, kW)); got input {x.shape} and weights {w.shape}")
-    n_img, c_in, h, w_in = x.shape
-    m_out, cg, kh_, kw_ = w.shape
-    group = int(group)
-    if group < 1 or c_in != cg * group or m_out % group != 0:
-        raise ValueError(f"Conv group={group} does not fit input channels {c_in} and weights {w.shape}:"
-                         f" need C == C/group * group and M divisible by group")
-    if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh_, kw_):
-        raise ValueError(f"Conv kernel_shape {tuple(kernel_shape)} disagrees with weights {w.shape}")
+    n_img, c_in, h, w_in, m_out, cg, kh_, kw_, group = conv_shapes("Conv", x.shape, w.shape, group, kernel_shape)
     for name, values in (("strides", strides), ("dilations", dilations)):
         if values is not None and (len(values) != 2 or min(int(v) for v in values) < 1):
             raise ValueError(f"Conv {name} must be 2 positive integers for a 2-D input, got {list(values)}")

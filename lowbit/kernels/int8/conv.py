@@ -30,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from lowbit.config import jit
-from lowbit.kernels.common import window_attributes
+from lowbit.kernels.common import conv_shapes, window_attributes
 from lowbit.kernels.int8.common import (activation, as_bytes, bias_of, output_dtype, output_range, requant_params,
                                         requantize, requantize_rows, zero_point_of)
 from lowbit.kernels.int8.tile import LANES, TILE_M, TILE_P, VNNI, madd4_tile, madd_tile
@@ -401,17 +401,7 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
                       y_signed=y_signed, auto_pad=auto_pad, dilations=lift(dilations, 1), group=group,
                       kernel_shape=lift(kernel_shape, 1), pads=pads, strides=lift(strides, 1))
         return y[:, :, 0, :]
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"{op}: supports 1-D and 2-D convolutions (input (N, C, H, W) with weights"
-                         f" (M, C/group, kH, kW)); got input {x.shape} and weights {w.shape}")
-    n_img, c_in, h, w_in = x.shape
-    m_out, cg, kh_, kw_ = w.shape
-    group = int(group)
-    if group < 1 or c_in != cg * group or m_out % group != 0:
-        raise ValueError(f"{op}: group={group} does not fit input channels {c_in} and weights {w.shape}:"
-                         f" need C == C/group * group and M divisible by group")
-    if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh_, kw_):
-        raise ValueError(f"{op}: kernel_shape {tuple(kernel_shape)} disagrees with weights {w.shape}")
+    n_img, c_in, h, w_in, m_out, cg, kh_, kw_, group = conv_shapes(op, x.shape, w.shape, group, kernel_shape)
     _, (sh, sw), (dh, dw), (ph, pw), _, (ho, wo) = window_attributes(
         x.shape, (kh_, kw_), strides, dilations, pads, auto_pad)
     if pads is not None and any(int(p) < 0 for p in pads):
