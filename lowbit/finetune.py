@@ -185,8 +185,7 @@ def qat_net(float_net, precision, seed=0):
     middle = set(weighted[1:-1])
     net = Net(seed, float_net.input_shape)
     if precision != "binary":
-        bits = 2 if precision == "ternary" else int(precision[3:])
-        abits = 8 if precision == "ternary" else bits
+        abits = 8 if precision == "ternary" else int(precision[3:])  # lowbit's activation bits
         for i, (name, layer) in enumerate(layers):
             if i in middle:
                 layer = Quantized(layer, precision, inputs=abits)
