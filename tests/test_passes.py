@@ -95,3 +95,21 @@ def test_identity_feeding_a_graph_output_is_kept_correct(rng):
     assert model.output_names == ["y"]
     x = rng.standard_normal((2, 4)).astype(np.float32)
     np.testing.assert_allclose(model.run(x), x @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_folds_into_gemm_for_both_layouts(rng):
+    for trans_b in (0, 1):
+        w = rng.standard_normal((6, 5) if trans_b else (5, 6)).astype(np.float32)
+        inits = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "C")]
+        for name, value in (("g", rng.uniform(0.5, 1.5, 6)), ("b", rng.standard_normal(6)),
+                            ("m", rng.standard_normal(6)), ("v", rng.uniform(0.5, 2, 6))):
+            inits.append(numpy_helper.from_array(value.astype(np.float32), name))
+        nodes = [helper.make_node("Gemm", ["x", "W", "C"], ["h"], transB=trans_b, alpha=0.5, beta=2.0),
+                 helper.make_node("BatchNormalization", ["h", "g", "b", "m", "v"], ["y"])]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], inits)
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model = lowbit.load(proto)
+        assert [n.label for n in model.graph.nodes] == ["Gemm+BatchNormalization"]
+        x = rng.standard_normal((4, 5)).astype(np.float32)
+        np.testing.assert_allclose(model.run(x), ort_run(proto, x), rtol=1e-5, atol=1e-5)

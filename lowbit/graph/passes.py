@@ -9,7 +9,7 @@
    that does not change is a constant, and a Reshape target whose only
    change is its leading batch entry becomes ``0`` ("copy the input's dim");
 3. no-op removal — Identity and inference Dropout;
-4. BatchNormalization folded into the preceding Conv:
+4. BatchNormalization folded into the preceding Conv or Gemm:
    ``W' = W · γ/√(σ²+ε)`` per output channel, ``b' = (b − μ) · γ/√(σ²+ε) + β``;
 5. Conv/Gemm + Relu/Clip fused into the Conv/Gemm's ``clip_min``/``clip_max``;
 6. dead-node and unused-constant elimination.
@@ -125,28 +125,48 @@ def _single_reader(graph: Graph, name: str):
 
 
 def fold_batchnorm(graph: Graph) -> None:
-    """Fold inference BatchNormalization into the Conv that feeds it."""
+    """Fold inference BatchNormalization into the Conv or Gemm that feeds it.
+
+    Per output channel ``f = γ/√(σ²+ε)``: the weights of that channel are
+    multiplied by ``f`` and the bias becomes ``(b − μ)·f + β`` (for Gemm,
+    ``alpha`` and ``beta`` are folded in first).
+    """
     producers = graph.producers()
     for bn in list(graph.nodes):
         if bn.op_type != "BatchNormalization" or len(bn.inputs) < 5:
             continue
-        conv = producers.get(bn.inputs[0])
-        if conv is None or conv.op_type != "Conv" or conv.fused or _single_reader(graph, bn.inputs[0]) is not bn:
+        base = producers.get(bn.inputs[0])
+        if base is None or base.op_type not in ("Conv", "Gemm") or base.fused \
+                or _single_reader(graph, bn.inputs[0]) is not bn:
             continue
-        if not all(n in graph.constants for n in conv.inputs[1:] + bn.inputs[1:5]):
+        if not all(n in graph.constants for n in base.inputs[1:] + bn.inputs[1:5] if n):
             continue
-        gamma, beta, mean, var = (graph.constants[n].astype(np.float64) for n in bn.inputs[1:5])
-        eps = float(bn.attrs.get("epsilon", 1e-5))
-        w = graph.constants[conv.inputs[1]]
-        bias = graph.constants[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 and conv.inputs[2] \
-            else np.zeros(w.shape[0])
-        factor = gamma / np.sqrt(var + eps)
-        w_name, b_name = f"{conv.name}::W_bn", f"{conv.name}::B_bn"
-        graph.constants[w_name] = (w.astype(np.float64) * factor.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        if base.op_type == "Gemm" and base.attrs.get("transA", 0):
+            continue
+        gamma, beta, mean, var = (graph.constants[n].astype(np.float64).reshape(-1) for n in bn.inputs[1:5])
+        factor = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+        w = graph.constants[base.inputs[1]].astype(np.float64)
+        has_bias = len(base.inputs) > 2 and base.inputs[2]
+        if base.op_type == "Conv":
+            out_first = w
+            bias = graph.constants[base.inputs[2]].astype(np.float64).reshape(-1) if has_bias else np.zeros(w.shape[0])
+        else:
+            out_first = (w if base.attrs.get("transB", 0) else w.T) * base.attrs.get("alpha", 1.0)
+            bias = np.zeros(out_first.shape[0])
+            if has_bias:
+                bias = np.broadcast_to(graph.constants[base.inputs[2]].astype(np.float64).reshape(-1),
+                                       (out_first.shape[0],)) * base.attrs.get("beta", 1.0)
+            if factor.size != out_first.shape[0]:
+                continue
+        folded = out_first * factor.reshape(-1, *([1] * (out_first.ndim - 1)))
+        w_name, b_name = f"{base.name}::W_bn", f"{base.name}::B_bn"
+        graph.constants[w_name] = folded.astype(np.float32)
         graph.constants[b_name] = ((bias - mean) * factor + beta).astype(np.float32)
-        conv.inputs = [conv.inputs[0], w_name, b_name]
-        conv.outputs = [bn.outputs[0]]
-        conv.fused = conv.fused + ("BatchNormalization",)
+        base.inputs = [base.inputs[0], w_name, b_name]
+        if base.op_type == "Gemm":
+            base.attrs.update(transB=1, alpha=1.0, beta=1.0)
+        base.outputs = [bn.outputs[0]]
+        base.fused = base.fused + ("BatchNormalization",)
         graph.nodes.remove(bn)
         producers = graph.producers()
 
