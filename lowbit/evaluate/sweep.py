@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..precision import get as get_precision
-from ..train.progress import Progress
+from ..progress import Progress
 from .metrics import agreement, top1, topk
 
 

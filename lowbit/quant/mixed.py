@@ -21,7 +21,7 @@ import numpy as np
 
 from ..evaluate.metrics import top1
 from ..precision import get as get_precision
-from ..train.progress import Progress
+from ..progress import Progress
 from .sensitivity import sensitivity, weighted_layers
 
 

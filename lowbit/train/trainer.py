@@ -11,7 +11,7 @@ from lowbit.train import optim, schedule
 from lowbit.train.augment import random_shift_rotate
 from lowbit.train.checkpoint import load_checkpoint, save_checkpoint
 from lowbit.train.loss import softmax_cross_entropy
-from lowbit.train.progress import Progress
+from lowbit.progress import Progress
 
 #: Recipe keys and their defaults.
 DEFAULT_RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, momentum=0.9,
