@@ -57,13 +57,20 @@ class Summary(list):
         return "\n".join(out)
 
 
-def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict) -> int:
+def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict, logical_weight_shape=None) -> int:
     """Multiply-accumulates of one node, per call.
 
     Conv: ``|Y| · C_in/group · prod(kernel)``; Gemm/MatMul: ``|Y| · K``;
-    every other op counts 0.
+    every other op counts 0.  Binary nodes count their ±1 multiply-accumulates
+    from the logical weight shape (their tensors are packed bits).
     """
     y = outputs[0]
+    if logical_weight_shape is not None:
+        w_shape = tuple(logical_weight_shape)
+        if op_type == "Gemm":
+            return int(y.size * int(np.prod(w_shape[1:])))
+        positions = int(np.prod(y.shape[1:3])) if y.dtype == np.uint64 else int(np.prod(y.shape[2:]))
+        return int(y.shape[0] * positions * int(np.prod(w_shape)))
     if op_type == "Conv":
         w = inputs[1]
         return int(y.size * int(np.prod(w.shape[1:])))
@@ -208,7 +215,10 @@ class Model:
                               if n in self.graph.constants and (self.graph.constants[n].ndim > 0 or node.quant))
             rows.append(LayerInfo(node.name, node.label, tuple(np.shape(first)) if first is not None else (),
                                   tuple(np.shape(results[0])), count_params(self.graph, node),
-                                  macs_of(node.op_type, inputs, results, node.attrs), node.precision, param_bytes))
+                                  macs_of(node.op_type, inputs, results, node.attrs,
+                                          node.quant.get("param_shapes", {}).get(node.inputs[1] if len(node.inputs) > 1
+                                                                                 else "")),
+                                  node.precision, param_bytes))
 
         self._executor(None, None).run(feeds, hook=record)
         return rows
