@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--saved", default=str(ROOT / "models" / "deep_convnet_binary.lowbit"),
+                        help="also time this saved .lowbit model (default: the fine-tuned binary net; '' to skip)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp())
@@ -77,6 +79,12 @@ def main(argv=None):
                                               x, args.repeats)
         print(f"  lowbit {name:<9} {rates[f'lowbit {name}']:>9,.0f} img/s   (quantize {quantize_seconds:.2f} s, "
               f"first run incl. compile/cache {first:.2f} s)")
+
+    if args.saved and Path(args.saved).exists():
+        saved = lowbit.load(args.saved)
+        label = f"lowbit {Path(args.saved).stem}"
+        rates[label] = median_rate(lambda a: saved.run(a, batch_size=args.batch, threads=args.threads), x, args.repeats)
+        print(f"  {label:<27} {rates[label]:>9,.0f} img/s   (saved model)")
 
     class Reader(CalibrationDataReader):
         def __init__(self, name):
