@@ -100,11 +100,13 @@ def cmd_quantize(args) -> int:
     if precision.kind in ("int", "ternary"):
         options["activation_type"] = args.activation_type
     if not precision.is_float:
-        quantized_name = "binary" if precision.kind == "binary" else "int8"
         for key in ("first_layer", "last_layer"):
             choice = getattr(args, key)
+            if choice == "int8" and precision.kind == "binary":
+                raise LowbitError(f"--{key.replace('_', '-')} int8 is not available for binary; use quantized or fp32")
             if choice != "default":
-                options[key] = quantized_name if choice == "quantized" else "fp32"
+                options[key] = ("binary" if precision.kind == "binary" else "quantized") if choice == "quantized" \
+                    else choice
     exclude = [n for n in (args.exclude or "").split(",") if n]
     quantized = quantize(model, precision, calibration=calibration, method=args.method,
                          calibration_size=args.calibration_size, nodes_to_exclude=exclude, **options)
@@ -292,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calibration samples used (default 1000)")
     quant.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"],
                        help="integer activations: uint8 asymmetric (default) or int8 symmetric")
-    quant.add_argument("--first-layer", default="default", choices=["default", "quantized", "fp32"],
-                       help="first weighted layer: quantized or fp32 (default: quantized for int8/k-bit/ternary, "
-                            "fp32 for binary)")
-    quant.add_argument("--last-layer", default="default", choices=["default", "quantized", "fp32"],
+    quant.add_argument("--first-layer", default="default", choices=["default", "quantized", "int8", "fp32"],
+                       help="first weighted layer: at the target precision, int8 or fp32 (default: quantized for "
+                            "int8, int8 for int2..int7 and ternary, fp32 for binary)")
+    quant.add_argument("--last-layer", default="default", choices=["default", "quantized", "int8", "fp32"],
                        help="last weighted layer, as --first-layer")
     quant.add_argument("--exclude", help="comma-separated node names or op types to keep in fp32")
     quant.add_argument("-o", "--output", required=True, help="output .lowbit file")

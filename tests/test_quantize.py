@@ -73,6 +73,12 @@ def test_first_and_last_layer_policy_and_exclusions():
     assert all(n.precision == "int8" for n in weighted[1:-1])
     q = lowbit.quantize(model, "int8", calibration=x, nodes_to_exclude=["Gemm"])
     assert all(n.precision == "fp32" for n in q.graph.nodes if n.op_type == "Gemm")
+    # below 8 bits the edge layers stay int8 unless asked otherwise
+    q = lowbit.quantize(model, "int4", calibration=x)
+    weighted = [n for n in q.graph.nodes if n.op_type in ("Conv", "Gemm")]
+    assert [n.precision for n in weighted] == ["int8"] + ["int4"] * (len(weighted) - 2) + ["int8"]
+    q = lowbit.quantize(model, "int4", calibration=x, first_layer="quantized", last_layer="quantized")
+    assert all(n.precision == "int4" for n in q.graph.nodes if n.op_type in ("Conv", "Gemm"))
 
 
 def test_fp16_model_rounds_every_activation():

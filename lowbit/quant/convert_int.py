@@ -28,12 +28,14 @@ import numpy as np
 
 from ..graph.ir import Graph, Node
 from ..precision import Precision
+from ..precision import get as get_precision
 from .fixed_point import quantize_multiplier
 from . import quantizers
 from .weights import layer_weights
 from .packing import pack_bits
 
 ANCHORS = {"Conv", "Gemm", "MatMul"}
+INT8 = get_precision("int8")
 INTEGER_KINDS = ("int", "ternary")
 PASSTHROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Relu"}
 REQUANTIZING = {"Add", "Concat", "GlobalAveragePool"}
@@ -94,10 +96,12 @@ class _IntConverter:
     def decide(self) -> set:
         anchors = [n.name for n in self.g.nodes if n.op_type in ANCHORS and self.eligible_anchor(n)]
         skip = set()
-        if anchors and self.first_layer == "fp32":
-            skip.add(anchors[0])
-        if anchors and self.last_layer == "fp32":
-            skip.add(anchors[-1])
+        for policy, anchor in ((self.first_layer, anchors[:1]), (self.last_layer, anchors[-1:])):
+            if anchor and policy == "fp32":
+                skip.add(anchor[0])
+            elif anchor and policy == "int8":
+                self.node_precisions = {**self.node_precisions}
+                self.node_precisions.setdefault(anchor[0], INT8)
         int_nodes, int_tensors = set(), set()
         for node in self.g.nodes:
             if node.name in self.exclude or node.op_type in self.exclude or node.name in skip:
@@ -285,7 +289,7 @@ class _IntConverter:
 
 
 def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dict, exclude=frozenset(),
-                activation_type: str = "uint8", first_layer: str = "int8", last_layer: str = "int8",
+                activation_type: str = "uint8", first_layer: str | None = None, last_layer: str | None = None,
                 activation_bits: int | None = None, fixed_qparams=None, fixed_weights=None,
                 node_precisions: dict | None = None) -> Graph:
     """Return an integer copy of the fp32 ``graph``.
@@ -304,8 +308,11 @@ def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dic
         Node names or op types kept in fp32.
     activation_type : {"uint8", "int8"}
         Asymmetric unsigned or symmetric signed activations.
-    first_layer, last_layer : {"int8", "fp32"}
-        Keep the first / last weighted layer in fp32.
+    first_layer, last_layer : {"quantized", "int8", "fp32"}, optional
+        Precision of the first / last weighted layer: the target precision,
+        int8 (with 8-bit activations), or fp32.  Default: "quantized" for
+        int8, "int8" below 8 bits and for ternary weights (the edge layers
+        are the most sensitive and the cheapest to keep wider).
     activation_bits : int, optional
         Activation bits (default: the weight bits).
     fixed_qparams : dict, optional
@@ -318,9 +325,13 @@ def convert_int(graph: Graph, precision: Precision, ranges: dict, *, shapes: dic
     """
     if activation_type not in ("uint8", "int8"):
         raise ValueError(f"activation_type must be 'uint8' or 'int8', got {activation_type!r}")
+    default = "quantized" if precision.name == "int8" else "int8"
+    policies = []
     for label, value in (("first_layer", first_layer), ("last_layer", last_layer)):
-        if value not in ("int8", "fp32", precision.name):
-            raise ValueError(f"{label} must be 'int8' or 'fp32', got {value!r}")
+        value = default if value is None else ("quantized" if value == precision.name else value)
+        if value not in ("quantized", "int8", "fp32"):
+            raise ValueError(f"{label} must be 'quantized', 'int8' or 'fp32', got {value!r}")
+        policies.append(value)
     return _IntConverter(graph, precision, ranges or {}, shapes, exclude, activation_type == "int8",
-                         "fp32" if first_layer == "fp32" else "int", "fp32" if last_layer == "fp32" else "int",
-                         activation_bits, fixed_qparams, fixed_weights, node_precisions).run()
+                         policies[0], policies[1], activation_bits, fixed_qparams, fixed_weights,
+                         node_precisions).run()
