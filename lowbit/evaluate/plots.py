@@ -82,22 +82,34 @@ def plot_accuracy_vs_bits(results, path) -> Path:
 
 
 def plot_accuracy_vs_size(results, path) -> Path:
-    """Top-1 accuracy (%) against model file size (KiB, log x-axis)."""
+    """Top-1 accuracy (%) against model file size (KiB, log x-axis); the line is each model's Pareto front."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = _series(results)
-    for label, rows in series.items():
+    for i, (label, rows) in enumerate(series.items()):
         rows = sorted(rows, key=lambda r: r.size_bytes)
         xs, ys = [r.size_bytes / 1024 for r in rows], [100 * r.accuracy for r in rows]
-        ax.plot(xs, ys, marker="o", label=label)
+        ax.scatter(xs, ys, color=f"C{i}", zorder=3)
+        front, best = [], -1.0
+        for x, y in zip(xs, ys):
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.plot(*zip(*front), color=f"C{i}", label=f"{label} (best accuracy up to each size)")
         if len(series) == 1:
-            _annotate(ax, xs, ys, [r.precision for r in rows])
+            for k, (x, y, r) in enumerate(zip(xs, ys, rows)):
+                ax.annotate(r.precision, (x, y), textcoords="offset points", fontsize=8,
+                            xytext=(4, 6 if k % 2 == 0 else -12))
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("model file size (KiB, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs model size")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="lower right")
     path = _save(fig, path)
     plt.close(fig)
     return path
