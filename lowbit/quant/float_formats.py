@@ -45,36 +45,40 @@ def _round_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate, inv_scal
     return overflow
 
 
-@jit
+@jit(multithread=True)
 def _round_bits_kernel(x, out, mantissa_bits, min_exp, max_finite, saturate):
-    """Unscaled rounding straight on the fp32 bit pattern (same results as _round_kernel with s = 1)."""
+    """Unscaled rounding on the fp32 bit pattern (same results as _round_kernel with s = 1).
+
+    Branch-free so that it vectorises: both the normal-range result (nearest
+    even on the kept mantissa bits; a carry may run into the exponent) and the
+    subnormal-range result (``rint(x / q)·q``) are computed, then selected.
+    """
     flat_in = x.reshape(-1)
     bits_in = flat_in.view(np.uint32)
     flat_out = out.reshape(-1)
     drop = np.uint32(23 - mantissa_bits)
     half = (np.uint32(1) << (drop - np.uint32(1))) - np.uint32(1)
+    keep = ~((np.uint32(1) << drop) - np.uint32(1))
+    # Below the format's smallest normal exponent the grid step is q = 2^(min_exp - m); when that
+    # exponent is fp32's own (bf16) the bit rounding is already right for fp32 subnormals.
+    sub_field = np.uint32(min_exp + 127) if min_exp > -126 else np.uint32(0)
+    step = np.float32(math.ldexp(1.0, max(min_exp - mantissa_bits, -149)))
+    inv_step = np.float32(1.0) / step
+    top = np.float32(max_finite)
+    over_value = top if saturate else np.float32(math.inf)
     overflow = 0
-    for i in range(bits_in.size):
+    for i in numba.prange(bits_in.size):
         b = bits_in[i]
-        if (b & np.uint32(0x7F800000)) == np.uint32(0x7F800000):  # inf and NaN pass through
-            flat_out[i] = flat_in[i]
-            continue
-        exponent = np.int64((b >> np.uint32(23)) & np.uint32(0xFF)) - 127
-        if exponent >= min_exp:
-            # nearest even on the kept mantissa bits; a carry may run into the exponent
-            r = np.uint64(b) + np.uint64(half) + np.uint64((b >> drop) & np.uint32(1))
-            r = (r >> np.uint64(drop)) << np.uint64(drop)
-            y = np.float64(np.uint32(r & np.uint64(0xFFFFFFFF)).view(np.float32))
-        else:
-            step = math.ldexp(1.0, min_exp - mantissa_bits)
-            y = np.rint(np.float64(flat_in[i]) / step) * step
-        if abs(y) > max_finite:
-            overflow += 1
-            if saturate:
-                y = max_finite if y > 0 else -max_finite
-            else:
-                y = math.inf if y > 0 else -math.inf
-        flat_out[i] = np.float32(y)
+        v = flat_in[i]
+        field = (b >> np.uint32(23)) & np.uint32(0xFF)
+        rounded = (b + half + ((b >> drop) & np.uint32(1))) & keep
+        y = np.uint32(rounded).view(np.float32)
+        y = np.rint(v * inv_step) * step if field < sub_field else y
+        special = field == np.uint32(0xFF)
+        over = (abs(y) > top) and not special
+        overflow += 1 if over else 0
+        y = math.copysign(over_value, y) if over else y
+        flat_out[i] = v if special else y
     return overflow
 
 
