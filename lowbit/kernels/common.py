@@ -103,3 +103,39 @@ def conv_shapes(op: str, x_shape, w_shape, group, kernel_shape) -> tuple:
     if kernel_shape is not None and tuple(int(k) for k in kernel_shape) != (kh, kw):
         raise ValueError(f"{op}: kernel_shape {tuple(kernel_shape)} disagrees with weights {tuple(w_shape)}")
     return n_img, c_in, h, w_in, m_out, cg, kh, kw, group
+
+
+def pool_window(op: str, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode) -> tuple:
+    """Validate a 1-D or 2-D pool's window and lift 1-D to 2-D (unit height).
+
+    Returns ``(x4, kernel, stride, dilation, begin, end, out_spatial, out_shape)``:
+    the 4-D input view, per-axis window attributes and output sizes of the
+    2-D pool, and the output shape in the caller's rank.
+
+    Raises
+    ------
+    ValueError
+        Naming the op, the attribute and what it must be.
+    """
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{op}: supports 1-D (N, C, L) and 2-D (N, C, H, W) input, got shape {x.shape}")
+    if kernel_shape is None:
+        raise ValueError(f"{op}: attribute 'kernel_shape' is required")
+    rank = x.ndim - 2
+    for name, value in (("kernel_shape", kernel_shape), ("strides", strides), ("dilations", dilations)):
+        if value is not None and (len(value) != rank or any(int(v) < 1 for v in value)):
+            raise ValueError(f"{op}: '{name}' must be {rank} positive ints for input shape {x.shape},"
+                             f" got {tuple(value)}")
+    if pads is not None and (len(pads) != 2 * rank or any(int(p) < 0 for p in pads)):
+        raise ValueError(f"{op}: 'pads' must be {2 * rank} non-negative ints, got {tuple(pads)}")
+    kernel, stride, dilation, begin, end, out_spatial = window_attributes(
+        x.shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    if any(o < 1 for o in out_spatial):
+        raise ValueError(f"{op}: window {kernel} (dilations {dilation}, pads {begin}+{end}) "
+                         f"does not fit input shape {x.shape}")
+    out_shape = x.shape[:2] + tuple(out_spatial)
+    if rank == 1:
+        x = x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
+        kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
+        begin, end, out_spatial = (0,) + begin, (0,) + end, (1,) + out_spatial
+    return x, kernel, stride, dilation, begin, end, out_spatial, out_shape

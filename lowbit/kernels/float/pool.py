@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from lowbit.config import jit
-from lowbit.kernels.common import window_attributes
+from lowbit.kernels.common import pool_window
 from lowbit.kernels.float.gemm import claim, run_threads
 
 
@@ -193,26 +193,8 @@ def _window_setup(op, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise ValueError(f"{op}: expected float32 input, got {x.dtype}")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{op}: supports 1-D (N,C,L) and 2-D (N,C,H,W) input, got shape {x.shape}")
-    if kernel_shape is None:
-        raise ValueError(f"{op}: attribute 'kernel_shape' is required")
-    rank = x.ndim - 2
-    for name, value in (("kernel_shape", kernel_shape), ("strides", strides), ("dilations", dilations)):
-        if value is not None and (len(value) != rank or any(int(v) < 1 for v in value)):
-            raise ValueError(f"{op}: '{name}' must be {rank} positive ints for input shape {x.shape}, got {tuple(value)}")
-    if pads is not None and (len(pads) != 2 * rank or any(int(p) < 0 for p in pads)):
-        raise ValueError(f"{op}: 'pads' must be {2 * rank} non-negative ints, got {tuple(pads)}")
-    kernel, stride, dilation, begin, end, out_spatial = window_attributes(
-        x.shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    if any(o < 1 for o in out_spatial):
-        raise ValueError(f"{op}: window {kernel} (dilations {dilation}, pads {begin}+{end}) "
-                         f"does not fit input shape {x.shape}")
-    out_shape = x.shape[:2] + tuple(out_spatial)
-    if rank == 1:
-        x = x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
-        kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
-        begin, end, out_spatial = (0,) + begin, (0,) + end, (1,) + out_spatial
+    x, kernel, stride, dilation, begin, end, out_spatial, out_shape = pool_window(
+        op, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     planes = np.ascontiguousarray(x).reshape(-1, x.shape[2], x.shape[3])
     return planes, kernel, stride, dilation, begin, end, out_spatial, out_shape
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba import prange
 
 from lowbit.config import jit
-from lowbit.kernels.common import window_attributes
+from lowbit.kernels.common import pool_window
 from lowbit.kernels.int8.common import activation, as_bytes, output_dtype, output_range, zero_point_of
 from lowbit.quant.fixed_point import quantize_multiplier
 
@@ -113,27 +113,8 @@ def max_pool_int8(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel
     """
     op = "max_pool_int8"
     x = activation(op, "x_q", x_q)
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{op}: supports 1-D (N, C, L) and 2-D (N, C, H, W) input, got shape {x.shape}")
-    if kernel_shape is None:
-        raise ValueError(f"{op}: attribute 'kernel_shape' is required")
-    rank = x.ndim - 2
-    for name, value in (("kernel_shape", kernel_shape), ("strides", strides), ("dilations", dilations)):
-        if value is not None and (len(value) != rank or any(int(v) < 1 for v in value)):
-            raise ValueError(f"{op}: '{name}' must be {rank} positive ints for input shape {x.shape},"
-                             f" got {tuple(value)}")
-    if pads is not None and (len(pads) != 2 * rank or any(int(p) < 0 for p in pads)):
-        raise ValueError(f"{op}: 'pads' must be {2 * rank} non-negative ints, got {tuple(pads)}")
-    kernel, stride, dilation, begin, _, out_spatial = window_attributes(
-        x.shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    if any(o < 1 for o in out_spatial):
-        raise ValueError(f"{op}: window {kernel} (dilations {dilation}, pads {pads})"
-                         f" does not fit input shape {x.shape}")
-    out_shape = x.shape[:2] + tuple(out_spatial)
-    if rank == 1:
-        x = x.reshape(x.shape[0], x.shape[1], 1, x.shape[2])
-        kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
-        begin, out_spatial = (0,) + begin, (1,) + out_spatial
+    x, kernel, stride, dilation, begin, _, out_spatial, out_shape = pool_window(
+        op, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     n, c, h, w = x.shape
     ho, wo = out_spatial
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
