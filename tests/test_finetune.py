@@ -17,17 +17,7 @@ from lowbit.train.ste import fake_quant_activation, get, sign, sign_grad
 from tests.naive import conv_gemm as naive
 
 
-def numgrad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+from tests.naive.gradients import numgrad  # noqa: E402
 
 
 # ---- STE primitives -------------------------------------------------------------------------------

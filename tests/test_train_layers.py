@@ -7,18 +7,7 @@ from lowbit.train.layers import (Add, Affine, AvgPool, BatchNorm, Concat, Conv, 
 from lowbit.train.loss import softmax_cross_entropy
 
 
-def numgrad(f, x, eps=1e-6):
-    """d f / d x by central differences; f returns a scalar, x is perturbed in place."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+from tests.naive.gradients import numgrad  # noqa: E402
 
 
 def check_layer(layer, xs, rng, train=True, before_forward=lambda: None, atol=1e-6):
