@@ -37,6 +37,9 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(HERE, "deep_convnet_binary.lowbit"))
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "deep_convnet_binary"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     args = ap.parse_args(argv)
     stages = [(int(e), float(lr), int(sh)) for e, lr, sh in (s.split(":") for s in args.stages.split(","))]
     os.makedirs(args.workdir, exist_ok=True)
@@ -45,12 +48,18 @@ def main(argv=None):
     xt, yt = mnist("test")
     net = ft.qat_net(ft.net_from_onnx(args.model, args.seed), "binary", args.seed)
     ft.init_batchnorm(net, x[np.random.default_rng(args.seed).permutation(len(x))[:500]])
+    teacher = None
+    if args.distill:
+        fp32 = lowbit.load(args.model)
+        teacher = lambda xb: fp32.run(xb, threads=1)  # noqa: E731
     history, seconds = [], 0.0
     for k, (epochs, lr, shift) in enumerate(stages, 1):
-        recipe = {**ft.RECIPES["binary"], "epochs": epochs, "lr": lr, "max_shift": shift}
+        recipe = {**ft.RECIPES["binary"], "epochs": epochs, "lr": lr, "max_shift": shift,
+                  "distill": args.distill, "temperature": args.temperature}
         t0 = time.perf_counter()
         info = train(net, x, y, recipe, seed=args.seed + k - 1, x_test=xt, y_test=yt,
-                     checkpoint=os.path.join(args.workdir, f"stage{k}.ckpt.npz"), resume=True, stream=sys.stderr)
+                     checkpoint=os.path.join(args.workdir, f"stage{k}.ckpt.npz"), resume=True, stream=sys.stderr,
+                     teacher=teacher)
         seconds += time.perf_counter() - t0
         history.append({"stage": k, "recipe": info["recipe"], "history": info["history"]})
     own = evaluate(net, xt, yt)

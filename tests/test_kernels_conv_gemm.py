@@ -2,7 +2,8 @@
 ``tests/naive/conv_gemm.py`` and against onnxruntime single-node models.
 
 The conv cases are chosen to reach every code path of
-``lowbit.kernels.float.conv``: the direct 3x3 kernel (stride 1, images
+``lowbit.kernels.float.conv``: Winograd F(2x2, 3x3) (3x3, stride 1, >= 16
+channels, even output sizes), the direct 3x3 kernel (stride 1, images
 stacked, padded rows/columns shared), the generic direct kernel (tiny
 per-group reductions: depthwise, one input channel) and im2col + GEMM
 (everything else), each with batch 1 (work split inside an image) and > 1.
@@ -66,6 +67,16 @@ def randn(rng, *shape):
 
 # (x shape, w shape, bias?, attributes); comments name the path taken.
 CONV_CASES = [
+    # Winograd: channel counts off the 8/4 blocking, pads 0/1/2, asymmetric pads, SAME,
+    # several blocks of images
+    ((2, 16, 8, 8), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((3, 17, 6, 10), (19, 17, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((2, 16, 14, 14), (32, 16, 3, 3), False, dict(pads=[2, 2, 2, 2])),
+    ((1, 16, 10, 8), (16, 16, 3, 3), True, dict(pads=[0, 1, 2, 1])),
+    ((2, 20, 10, 6), (16, 20, 3, 3), True, dict()),
+    ((2, 16, 6, 8), (24, 16, 3, 3), True, dict(auto_pad="SAME_UPPER")),
+    ((70, 16, 4, 4), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((2, 16, 7, 7), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),  # odd output: direct 3x3
     # direct 3x3: pad 1, pad 2, no pad, asymmetric pads, vertical dilation, odd sizes
     ((2, 3, 7, 9), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),
     ((1, 3, 7, 9), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),
@@ -116,6 +127,7 @@ def test_conv_matches_naive_and_onnxruntime(rng, x_shape, w_shape, with_bias, at
 
 @pytest.mark.parametrize("clip", [(0.0, math.inf), (-0.5, 0.75), (-math.inf, 0.25)])
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((2, 16, 6, 6), (16, 16, 3, 3), dict(pads=[1, 1, 1, 1])),               # Winograd
     ((2, 3, 6, 6), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1])),                 # direct 3x3
     ((2, 3, 6, 6), (4, 3, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),  # im2col
     ((2, 3, 6, 6), (3, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=3)),        # direct 3x3, depthwise
@@ -141,6 +153,7 @@ def test_conv_random_shapes_match_naive(n, c, m, h, wid, k, stride, pad, seed):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((37, 16, 12, 12), (16, 16, 3, 3), dict(pads=[1, 1, 1, 1])),
     ((1, 8, 12, 12), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1])),
     ((3, 8, 12, 12), (16, 8, 3, 3), dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ((3, 8, 12, 12), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=8)),

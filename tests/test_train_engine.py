@@ -51,6 +51,21 @@ def test_loss_falls():
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_distillation_pulls_the_student_towards_the_teacher():
+    # A teacher that always answers class 2: with distill=1 the labels are ignored and the
+    # student learns to answer 2; with distill=0 it learns the labels.
+    x, y = tiny_data()
+    teacher = lambda xb: np.tile(np.array([0.0, 0.0, 8.0], np.float32), (len(xb), 1))  # noqa: E731
+    kd = tiny_net()
+    train(kd, x, y, {**RECIPE, "distill": 1.0, "temperature": 2.0}, seed=0, stream=None, teacher=teacher)
+    assert (kd.predict(x).argmax(axis=1) == 2).mean() > 0.9
+    plain = tiny_net()
+    train(plain, x, y, RECIPE, seed=0, stream=None, teacher=teacher)
+    assert (plain.predict(x).argmax(axis=1) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="teacher"):
+        train(tiny_net(), x, y, {**RECIPE, "distill": 0.5}, seed=0, stream=None)
+
+
 def test_same_seed_same_weights_other_seed_differs():
     x, y = tiny_data()
     nets = [tiny_net(s) for s in (0, 0, 1)]

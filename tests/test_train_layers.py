@@ -4,7 +4,7 @@ import pytest
 
 from lowbit.train.layers import (Add, Affine, AvgPool, BatchNorm, Concat, Conv, Dropout, Flatten,
                                  GlobalAvgPool, MaxPool, ReLU)
-from lowbit.train.loss import softmax_cross_entropy
+from lowbit.train.loss import distillation, softmax_cross_entropy
 
 
 from tests.naive.gradients import numgrad  # noqa: E402
@@ -126,6 +126,25 @@ def test_softmax_cross_entropy_value():
     # uniform logits: loss = log K
     loss, _ = softmax_cross_entropy(np.zeros((3, 10)), np.array([0, 5, 9]))
     assert np.isclose(loss, np.log(10))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_distillation_gradient(rng, temperature):
+    z, t = rng.standard_normal((5, 4)), 3 * rng.standard_normal((5, 4))
+    _, dz = distillation(z, t, temperature)
+    np.testing.assert_allclose(dz, numgrad(lambda: distillation(z, t, temperature)[0], z), atol=1e-8)
+
+
+def test_distillation_value():
+    # KL(q || p) by hand for one row; zero when student and teacher agree (up to a shift of the logits).
+    z, t = np.array([[0.0, 1.0, 2.0]]), np.array([[2.0, 0.0, 0.0]])
+    p = np.exp(z / 2) / np.exp(z / 2).sum()
+    q = np.exp(t / 2) / np.exp(t / 2).sum()
+    assert np.isclose(distillation(z, t, 2.0)[0], 4 * np.sum(q * np.log(q / p)))
+    loss, grad = distillation(t + 5.0, t, 3.0)
+    assert abs(loss) < 1e-12 and np.abs(grad).max() < 1e-12
+    with pytest.raises(ValueError, match="temperature"):
+        distillation(z, t, 0.0)
 
 
 def test_conv_forward_matches_direct_loops(rng):

@@ -10,13 +10,13 @@ import numpy as np
 from lowbit.train import optim, schedule
 from lowbit.train.augment import random_shift_rotate
 from lowbit.train.checkpoint import load_checkpoint, save_checkpoint
-from lowbit.train.loss import softmax_cross_entropy
+from lowbit.train.loss import distillation, softmax_cross_entropy
 from lowbit.progress import Progress
 
 #: Recipe keys and their defaults.
 DEFAULT_RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, momentum=0.9,
                       weight_decay=0.0, schedule="cosine", milestones=(), gamma=0.1, min_lr=0.0,
-                      warmup=0, max_shift=0, max_rotate=0.0)
+                      warmup=0, max_shift=0, max_rotate=0.0, distill=0.0, temperature=1.0)
 
 
 def evaluate(net, x, y, batch_size=500):
@@ -34,7 +34,7 @@ def make_optimizer(recipe):
 
 
 def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, checkpoint=None,
-          resume=False, stream=sys.stderr, max_steps=None):
+          resume=False, stream=sys.stderr, max_steps=None, teacher=None):
     """Train ``net`` in place with mini-batch gradient descent on softmax cross-entropy.
 
     Every epoch reshuffles the data; batches are optionally augmented; the learning
@@ -59,6 +59,11 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
         Where the progress bar goes.
     max_steps : int, optional
         Stop after this many steps in total (for tests).
+    teacher : callable, optional
+        ``teacher(xb) -> logits`` of a reference model on the (augmented) batch. With
+        recipe ``distill`` = :math:`\\lambda > 0` the loss is
+        :math:`(1 - \\lambda)\\,L_{CE} + \\lambda\\,L_{KD}` (:func:`lowbit.train.loss.distillation`
+        at recipe ``temperature``).
 
     Returns
     -------
@@ -66,6 +71,11 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
         ``history`` (per-epoch loss, train acc, test acc, seconds) and the final ``recipe``.
     """
     r = {**DEFAULT_RECIPE, **recipe}
+    lam = float(r["distill"])
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"recipe distill must lie in [0, 1]; got {lam}")
+    if lam and teacher is None:
+        raise ValueError("recipe distill > 0 needs a teacher")
     n, bs = len(x_train), r["batch_size"]
     steps_per_epoch = n // bs
     total = r["epochs"] * steps_per_epoch
@@ -95,6 +105,9 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
                 xb = random_shift_rotate(xb, aug_rng, r["max_shift"], r["max_rotate"])
             logits = net.forward(xb, train=True)
             loss, dlogits = softmax_cross_entropy(logits, yb)
+            if lam:
+                kd, dkd = distillation(logits, teacher(xb), r["temperature"])
+                loss, dlogits = (1 - lam) * loss + lam * kd, (1 - lam) * dlogits + lam * dkd
             net.backward(dlogits)
             opt.step(params, net.gradients(), lr_at(step))
             step += 1
