@@ -12,23 +12,23 @@ sum over channels, for each of the 16 transform points :math:`\\xi`, is a
 product ``M[ξ] = U[ξ] V[ξ]`` of the transformed weights ``U[ξ]`` (M x C) and
 inputs ``V[ξ]`` (C x tiles): 16 small GEMMs.
 
-Numerics: the transforms have coefficients 0, ±1 and ±1/2 (exact in binary);
-``U`` is computed in float64 and rounded once to float32.  Compared with a
-direct float32 sum the result differs by a few ulps of the largest partial
-sums (the element-wise products are taken on transformed values whose
-magnitudes reach about 4x the input's and 2.25x the weight's); outputs agree
-with the direct kernel to ~1e-6 relative for unit-scale data.  Summation order
-per output element is fixed (no dependence on threads or blocking), so
-results are reproducible bit for bit.
+Numerics: the input and output transforms have coefficients 0 and ±1; ``U``
+(coefficients ±1/2) is computed in float64 and rounded once to float32.  All
+float32 arithmetic is IEEE (no fastmath: no reassociation, no FMA
+contraction), in a fixed order per output element, so results do not depend
+on threads, blocking or batch composition, bit for bit.  They differ from a
+direct float32 sum by a few ulps of the transformed partial sums (whose
+magnitudes reach about 4x the input's): ~3e-7 of the output's scale on
+unit-scale data, checked against a float64 sum in the tests.
 
-Layout: work goes by blocks of whole images, so that a block has about
-:data:`_TILES` tiles.  A thread transforms the block's input into
-``V[ξ, c, t]`` (tiles contiguous), then, for 4 output channels at a time,
-forms ``M[ξ, 0:4, t]`` by a multiply-add loop over tiles (8 input channels per
-pass: 32 multiply-adds per 12 loads and 4 stores per vector of tiles) and
-transforms it back into the 2x2 output blocks, adding the bias and clamping
-(lowbit's fused activation).  Output rows or columns beyond an odd output
-size are computed on zero padding and dropped.
+Layout: work goes by blocks of whole images (up to :data:`_TILES_MAX` tiles).
+A thread copies each channel of the block into a zero-padded plane and
+transforms it into ``V[ξ*(C+1) + c, t]`` (tiles contiguous), then, for 4
+output channels at a time, forms ``M[ξ, 0:4, t]`` by a multiply-add loop over
+tiles (8 input channels per pass: 32 multiply-adds per 12 loads and 4 stores
+per vector of tiles) and transforms it back into the 2x2 output blocks,
+adding the bias and clamping (lowbit's fused activation).  The output height
+and width must be even (the caller sends odd sizes to the direct kernel).
 """
 from __future__ import annotations
 
@@ -38,16 +38,16 @@ from lowbit.config import jit
 from lowbit.kernels.float.gemm import claim, clamp, round_up, run_threads
 
 # Images per block: as many as keep the block's transformed input V
-# (16 * (C + 1) * tiles floats) within _V_FLOATS (512 KiB, half of L2), up to
-# _TILES_MAX tiles (longer multiply-add loops run faster; measured).
+# (16 * (C + 1) * tiles floats) within _V_FLOATS (1 MiB), up to _TILES_MAX
+# tiles (longer multiply-add loops run faster; 256 measured best of 128-1024).
 _V_FLOATS = 1 << 18
 _TILES_MAX = 256
 # Input channels per multiply-add pass (the transformed weights are padded to it).
 _C_STEP = 8
 # Output channels per pass.
 _M_STEP = 4
-# Floats added to the stride between the 16 transform points' rows of V and M:
-# with power-of-two strides the 16 streams of a transform fall into one L1 set.
+# Floats of slack at the end of each row of V and M (rows then do not start at
+# power-of-two strides, whose streams would share L1 sets).
 _SKEW = 16
 
 # G (4x3), the weight transform.
@@ -166,7 +166,7 @@ def _input_transform(x, v, img0, count, c_in, h, w_in, ph, pw, th, tw, plane):
 
 @jit
 def _multiply(acc, v, u, xi, m0, tp):
-    """``acc[xi*4 + r, t] = sum_c u[xi, m0 + r, c] * v[xi*cp + c, t]`` for ``r < 4``, ``t < tp``."""
+    """``acc[xi*4 + r, t] = sum_c u[xi, m0 + r, c] * v[xi*(cp + 1) + c, t]`` for ``r < 4``, ``t < tp``."""
     cp = u.shape[2]
     a0, a1, a2, a3 = xi * 4, xi * 4 + 1, xi * 4 + 2, xi * 4 + 3
     for t in range(tp):
@@ -263,7 +263,7 @@ def _worker(x, u, bias, y, ph, pw, per_block, counter, lo, hi):
 
 
 def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads):
-    """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, into ``y``.
+    """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, even output size, into ``y``.
 
     ``Y[n, m, oh, ow] = clip(B[m] + sum_{c,i,j} W[m, c, i, j] Xpad[n, c, oh + i, ow + j], lo, hi)``
     with ``Xpad`` zero-padded by ``ph`` rows on top and ``pw`` columns on the left (and as
