@@ -19,6 +19,8 @@ import numpy as np
 from ..config import DEFAULT_BATCH_SIZE
 from ..errors import ExecutionError
 from ..graph.ir import Graph
+from ..kernels.float import conv as conv_fp32
+from ..kernels.float import pool as pool_fp32
 from ..kernels.registry import kernel_for
 from ..precision import get as get_precision
 from ..quant.float_formats import round_to_format
@@ -69,6 +71,27 @@ class Executor:
         for name, index in last_reader.items():
             if name not in keep and name not in graph.constants:
                 self.free_after[index].append(name)
+        readers = {}
+        for node in graph.nodes:
+            for name in set(node.inputs):
+                if name:
+                    readers[name] = readers.get(name, 0) + 1
+        # fused_pool[i]: node i is a Conv that also computes node i + 1, a MaxPool (see the module docstring).
+        self.fused_pool = [i + 1 < len(graph.nodes) and self._fusable(i, readers, keep)
+                           for i in range(len(graph.nodes))]
+
+    def _fusable(self, index, readers, keep) -> bool:
+        conv, pool = self.graph.nodes[index], self.graph.nodes[index + 1]
+        attrs = pool.attrs
+        return (self.kernels[index] is conv_fp32.conv and self.formats[index] is None
+                and self.kernels[index + 1] is pool_fp32.max_pool and self.formats[index + 1] is None
+                and len([o for o in conv.outputs if o]) == 1 and len([o for o in pool.outputs if o]) == 1
+                and pool.inputs[0] == conv.outputs[0] and readers.get(conv.outputs[0]) == 1
+                and conv.outputs[0] not in keep
+                and list(attrs.get("kernel_shape", ())) == [2, 2] and list(attrs.get("strides", ())) == [2, 2]
+                and not any(attrs.get("pads") or ()) and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+                and list(attrs.get("dilations") or [1, 1]) == [1, 1] and not attrs.get("ceil_mode", 0)
+                and len(self.constants.get(conv.inputs[1], np.empty(0)).shape) == 4)
 
     def run(self, feeds: dict, *, outputs=None, hook=None) -> dict:
         """Run the graph on ``feeds`` (name → array); return ``{output name: array}``.
@@ -95,14 +118,25 @@ class Executor:
         env = dict(self.constants)
         env.update(feeds)
         wanted = set(names)
-        for node, kernel, free, fmt, to_round in zip(graph.nodes, self.kernels, self.free_after,
-                                                    self.formats, self.round_inputs):
+        skip = False
+        for index, (node, kernel, free, fmt, to_round) in enumerate(zip(graph.nodes, self.kernels, self.free_after,
+                                                                        self.formats, self.round_inputs)):
+            if skip:  # a MaxPool computed by the Conv before it
+                skip = False
+                for name in free:
+                    if name not in wanted:
+                        env.pop(name, None)
+                continue
             args = [env[name] if name else None for name in node.inputs]
+            attrs, outputs = node.attrs, node.outputs
+            if self.fused_pool[index] and hook is None and node.outputs[0] not in wanted:
+                attrs, outputs = {**attrs, "max_pool_2x2": True}, graph.nodes[index + 1].outputs
+                skip = True
             for i in to_round:
                 if args[i].dtype == np.float32:
                     args[i] = self._round(node, fmt, args[i], node.quant.get("input_scales", {}).get(node.inputs[i]))
             try:
-                result = kernel(*args, **node.attrs)
+                result = kernel(*args, **attrs)
             except (ValueError, IndexError, TypeError) as exc:
                 shapes = [None if a is None else tuple(np.shape(a)) for a in args]
                 raise ExecutionError(f"node '{node.name}' ({node.op_type}) failed on input shapes {shapes}: "
@@ -111,7 +145,7 @@ class Executor:
             if fmt is not None:
                 results = tuple(self._round(node, fmt, r, node.quant.get("output_scale"))
                                 if isinstance(r, np.ndarray) and r.dtype == np.float32 else r for r in results)
-            for name, value in zip(node.outputs, results):
+            for name, value in zip(outputs, results):
                 if name:
                     env[name] = value
             if hook is not None:

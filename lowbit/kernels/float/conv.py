@@ -40,6 +40,7 @@ from lowbit.config import jit
 from lowbit.kernels.common import conv_shapes, window_attributes
 from lowbit.kernels.float import winograd
 from lowbit.kernels.float.gemm import K_ALIGN, TILE_M, TILE_N, claim, clamp, dot_tile, round_up, run_threads
+from lowbit.kernels.float.pool import max_pool
 
 # Input and output channels from which a 3x3 convolution goes to Winograd
 # (measured on the seed CNN, batch 256, one thread: 16->16 channels on 28x28
@@ -347,8 +348,8 @@ def _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, 
 
 
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-         pads=None, strides=None, clip_min=-math.inf, clip_max=math.inf):
-    """ONNX Conv in fp32 (2-D, or 1-D by adding a unit height), with lowbit's fused clamp.
+         pads=None, strides=None, clip_min=-math.inf, clip_max=math.inf, max_pool_2x2=False):
+    """ONNX Conv in fp32 (2-D, or 1-D by adding a unit height), with lowbit's fused clamp and max-pool.
 
     ``Y[n, m, oh, ow] = clip(B[m] + sum_{c, i, j} W[m, c, i, j] *
     Xpad[n, g*C/G + c, oh*sH + i*dH, ow*sW + j*dW], clip_min, clip_max)``
@@ -367,15 +368,23 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         As in the ONNX operator; ``pads`` is ``[h_begin, w_begin, h_end, w_end]``.
     clip_min, clip_max : float
         Fused activation bounds applied after the bias (ReLU: ``clip_min=0``).
+    max_pool_2x2 : bool
+        Return ONNX ``MaxPool(kernel_shape=[2, 2], strides=[2, 2])`` of the
+        result instead (2-D only).  Fused into the Winograd kernel, whose 2x2
+        output tiles are the pooling windows, when it runs the convolution:
+        the full-size output is then never written.
 
     Returns
     -------
     ndarray
-        float32 (N, M, oH, oW), C-contiguous.
+        float32 (N, M, oH, oW) (``(N, M, oH // 2, oW // 2)`` with
+        ``max_pool_2x2``), C-contiguous.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     w = np.ascontiguousarray(w, dtype=np.float32)
     if x.ndim == 3 and w.ndim == 3:
+        if max_pool_2x2:
+            raise ValueError("Conv max_pool_2x2 needs a 2-D input")
         # 1-D: run as 2-D with a unit height.
         lift = lambda v, fill: None if v is None else (fill,) + tuple(v)
         if pads is not None:
@@ -399,15 +408,24 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         bias = np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
         if bias.shape != (m_out,):
             raise ValueError(f"Conv bias has shape {np.shape(b)}; expected ({m_out},)")
+    lo, hi = np.float32(clip_min), np.float32(clip_max)
+    nthreads = numba.get_num_threads()
+    use_winograd = ((kh_, kw_, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and group == 1 and ho % 2 == 0
+                    and wo % 2 == 0 and min(c_in, m_out) >= _WINOGRAD_MIN_CHANNELS)
+    if max_pool_2x2:
+        if not use_winograd:
+            return max_pool(conv(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,
+                                 kernel_shape=kernel_shape, pads=pads, strides=strides, clip_min=clip_min,
+                                 clip_max=clip_max), kernel_shape=(2, 2), strides=(2, 2))
+        pooled = np.empty((n_img, m_out, ho // 2, wo // 2), dtype=np.float32)
+        winograd.conv3x3(x, w, bias, pooled, ph, pw, lo, hi, nthreads, pool=True)
+        return pooled
     y = np.empty((n_img, m_out, ho, wo), dtype=np.float32)
     if y.size == 0:
         return y
-    lo, hi = np.float32(clip_min), np.float32(clip_max)
     kg = cg * kh_ * kw_
     mg = m_out // group
-    nthreads = numba.get_num_threads()
-    if ((kh_, kw_, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and group == 1 and ho % 2 == 0 and wo % 2 == 0
-            and min(c_in, m_out) >= _WINOGRAD_MIN_CHANNELS):
+    if use_winograd:
         winograd.conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads)
         return y
     if (kh_, kw_, sh, sw, dw) == (3, 3, 1, 1, 1) and (mg >= 4 or mg == 1):

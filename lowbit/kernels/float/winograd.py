@@ -205,14 +205,18 @@ def _multiply(acc, v, u, xi, m0, tp):
 
 
 @jit
-def _output_transform(acc, y, bias, m0, rows, img0, count, th, tw, lo, hi, sums):
+def _output_transform(acc, y, bias, m0, rows, img0, count, th, tw, lo, hi, sums, pool):
     """``Y = A^T M A`` for output channels ``m0 .. m0+rows`` from ``acc[ξ*4 + r, t]``, plus bias, clamped.
 
-    In two vectorised passes: ``sums`` (8, tiles) receives :math:`A^T M` (the
-    column sums ``M0j + M1j + M2j`` and differences ``M1j - M2j - M3j``), then
-    each output row is formed along the tile row.
+    In two passes: ``sums`` (8, tiles) receives :math:`A^T M` (the column sums
+    ``M0j + M1j + M2j`` and differences ``M1j - M2j - M3j``, vectorised), then
+    each output row is formed along the tile row.  With ``pool`` each tile's
+    2x2 outputs are reduced to their maximum (a 2x2, stride-2 MaxPool, in the
+    order of :func:`lowbit.kernels.float.pool.max_pool`) and ``y`` is the pooled
+    output.
     """
     one = np.uint64(1)
+    ninf = np.float32(-np.inf)
     nt = count * th * tw
     for r in range(rows):
         bv = bias[m0 + r]
@@ -222,6 +226,21 @@ def _output_transform(acc, y, bias, m0, rows, img0, count, th, tw, lo, hi, sums)
                 sums[j, t] = acc[pa, t] + acc[pb, t] + acc[pc, t]
             for t in range(nt):
                 sums[4 + j, t] = acc[pb, t] - acc[pc, t] - acc[pd, t]
+        if pool:
+            for k in range(count):
+                for ty in range(th):
+                    t0 = np.uint64(k * th * tw + ty * tw)
+                    row = y[img0 + k, m0 + r, ty]
+                    for tx in range(np.uint64(tw)):
+                        t = t0 + tx
+                        a, b, c, d = sums[0, t], sums[1, t], sums[2, t], sums[3, t]
+                        e, f, g, h = sums[4, t], sums[5, t], sums[6, t], sums[7, t]
+                        y00 = clamp(a + b + c + bv, lo, hi)
+                        y01 = clamp(b - c - d + bv, lo, hi)
+                        y10 = clamp(e + f + g + bv, lo, hi)
+                        y11 = clamp(f - g - h + bv, lo, hi)
+                        row[tx] = max(max(max(ninf, y00), y10), max(max(ninf, y01), y11))
+            continue
         for k in range(count):
             for ty in range(th):
                 t0 = np.uint64(k * th * tw + ty * tw)
@@ -236,11 +255,10 @@ def _output_transform(acc, y, bias, m0, rows, img0, count, th, tw, lo, hi, sums)
 
 
 @jit
-def _worker(x, u, bias, y, ph, pw, per_block, counter, lo, hi):
+def _worker(x, u, bias, y, ph, pw, th, tw, pool, per_block, counter, lo, hi):
     n_img, c_in, h, w_in = x.shape
-    m_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    m_out = y.shape[1]
     mp, cp = u.shape[1], u.shape[2]
-    th, tw = ho // 2, wo // 2
     tp = (per_block * th * tw + 15) // 16 * 16
     # One spare row per transform point: with power-of-two strides the 16 rows a
     # tile writes would fall into one L1 set.
@@ -259,15 +277,17 @@ def _worker(x, u, bias, y, ph, pw, per_block, counter, lo, hi):
         for m0 in range(0, mp, _M_STEP):
             for xi in range(16):
                 _multiply(acc, v, u, xi, m0, count * th * tw)
-            _output_transform(acc, y, bias, m0, min(_M_STEP, m_out - m0), img0, count, th, tw, lo, hi, sums)
+            _output_transform(acc, y, bias, m0, min(_M_STEP, m_out - m0), img0, count, th, tw, lo, hi, sums, pool)
 
 
-def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads):
+def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
     """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, even output size, into ``y``.
 
     ``Y[n, m, oh, ow] = clip(B[m] + sum_{c,i,j} W[m, c, i, j] Xpad[n, c, oh + i, ow + j], lo, hi)``
     with ``Xpad`` zero-padded by ``ph`` rows on top and ``pw`` columns on the left (and as
-    many as the output size needs at the bottom and right).
+    many as the output size needs at the bottom and right).  With ``pool``,
+    ``y`` receives ``max_{a,b<2} Y[n, m, 2p + a, 2q + b]`` instead (a fused
+    2x2, stride-2 MaxPool; ``y`` is then half the conv output's height and width).
 
     Parameters
     ----------
@@ -278,18 +298,21 @@ def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads):
     bias : ndarray
         float32 (M,).
     y : ndarray
-        float32 (N, M, oH, oW), C-contiguous; overwritten.
+        float32 (N, M, oH, oW) (with ``pool``: (N, M, oH/2, oW/2)), C-contiguous; overwritten.
     ph, pw : int
         Top and left padding.
     lo, hi : numpy.float32
         Fused clamp bounds.
     nthreads : int
+    pool : bool
+        Fuse a 2x2, stride-2 MaxPool.
     """
-    n_img, c_in = x.shape[:2]
-    ho, wo = y.shape[2:]
+    n_img = x.shape[0]
+    th, tw = (y.shape[2], y.shape[3]) if pool else (y.shape[2] // 2, y.shape[3] // 2)
     u = transform_weights(w)
     cp = u.shape[2]
-    per_block = max(1, min(_TILES_MAX, _V_FLOATS // (16 * (cp + 1))) // ((ho // 2) * (wo // 2)))
+    per_block = max(1, min(_TILES_MAX, _V_FLOATS // (16 * (cp + 1))) // (th * tw))
     if -(-n_img // per_block) < nthreads:
         per_block = -(-n_img // nthreads)
-    run_threads(_worker, (x, u, bias, y, ph, pw, per_block, np.zeros(1, np.int64), lo, hi), nthreads)
+    run_threads(_worker, (x, u, bias, y, ph, pw, th, tw, pool, per_block, np.zeros(1, np.int64), lo, hi),
+                nthreads)
