@@ -18,7 +18,8 @@ from tests.graphs import _GraphBuilder
 @pytest.mark.parametrize("x_shape, w_shape, attrs", [
     ((5, 16, 14, 14), (32, 16, 3, 3), dict(pads=[1, 1, 1, 1], clip_min=0.0)),  # Winograd, fused
     ((3, 16, 8, 8), (16, 16, 3, 3), dict(pads=[2, 2, 2, 2], clip_max=0.5)),     # Winograd, fused
-    ((2, 16, 7, 7), (16, 16, 3, 3), dict(pads=[1, 1, 1, 1])),                   # odd output: conv, then pool
+    ((2, 16, 7, 7), (16, 16, 3, 3), dict(pads=[1, 1, 1, 1])),                   # odd output, fused
+    ((2, 16, 4, 5), (16, 16, 3, 3), dict()),                                    # 2x3 output, fused
     ((3, 3, 9, 9), (16, 3, 3, 3), dict(pads=[1, 1, 1, 1])),                     # direct 3x3, then pool
     ((2, 4, 9, 9), (8, 4, 5, 5), dict(pads=[2, 2, 2, 2], strides=[1, 1])),      # im2col, then pool
 ])

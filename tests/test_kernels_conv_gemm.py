@@ -3,7 +3,7 @@
 
 The conv cases are chosen to reach every code path of
 ``lowbit.kernels.float.conv``: Winograd F(2x2, 3x3) (3x3, stride 1, >= 16
-channels, even output sizes), the direct 3x3 kernel (stride 1, images
+channels), the direct 3x3 kernel (stride 1, images
 stacked, padded rows/columns shared), the generic direct kernel (tiny
 per-group reductions: depthwise, one input channel) and im2col + GEMM
 (everything else), each with batch 1 (work split inside an image) and > 1.
@@ -76,7 +76,8 @@ CONV_CASES = [
     ((2, 20, 10, 6), (16, 20, 3, 3), True, dict()),
     ((2, 16, 6, 8), (24, 16, 3, 3), True, dict(auto_pad="SAME_UPPER")),
     ((70, 16, 4, 4), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),
-    ((2, 16, 7, 7), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),  # odd output: direct 3x3
+    ((2, 16, 7, 9), (16, 16, 3, 3), True, dict(pads=[1, 1, 1, 1])),  # odd output sizes
+    ((1, 16, 5, 3), (17, 16, 3, 3), True, dict()),                     # 3x1 output
     # direct 3x3: pad 1, pad 2, no pad, asymmetric pads, vertical dilation, odd sizes
     ((2, 3, 7, 9), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),
     ((1, 3, 7, 9), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),

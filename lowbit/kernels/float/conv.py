@@ -1,8 +1,8 @@
 """fp32 Conv (ONNX semantics, NCHW input and output), four kernels behind one function.
 
-* **3x3, stride 1, one group, at least 16 input and output channels, even
-  output size**: Winograd's F(2x2, 3x3) (:mod:`lowbit.kernels.float.winograd`),
-  2.25x fewer multiply-adds than the direct sum.
+* **3x3, stride 1, one group, at least 16 input and output channels**:
+  Winograd's F(2x2, 3x3) (:mod:`lowbit.kernels.float.winograd`), 2.25x fewer
+  multiply-adds than the direct sum.
 * **3x3, stride 1** (with 1 or at least 4 output channels per group; any
   padding, vertical dilation): a direct kernel.  A few images are copied one
   under the other into a zero-padded plane per input channel, laid out so
@@ -410,8 +410,8 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
             raise ValueError(f"Conv bias has shape {np.shape(b)}; expected ({m_out},)")
     lo, hi = np.float32(clip_min), np.float32(clip_max)
     nthreads = numba.get_num_threads()
-    use_winograd = ((kh_, kw_, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and group == 1 and ho % 2 == 0
-                    and wo % 2 == 0 and min(c_in, m_out) >= _WINOGRAD_MIN_CHANNELS)
+    use_winograd = ((kh_, kw_, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and group == 1
+                    and min(c_in, m_out) >= _WINOGRAD_MIN_CHANNELS and (not max_pool_2x2 or min(ho, wo) >= 2))
     if max_pool_2x2:
         if not use_winograd:
             return max_pool(conv(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,

@@ -27,8 +27,7 @@ transforms it into ``V[ξ*(C+1) + c, t]`` (tiles contiguous), then, for 4
 output channels at a time, forms ``M[ξ, 0:4, t]`` by a multiply-add loop over
 tiles (8 input channels per pass: 32 multiply-adds per 12 loads and 4 stores
 per vector of tiles) and transforms it back into the 2x2 output blocks,
-adding the bias and clamping (lowbit's fused activation).  The output height
-and width must be even (the caller sends odd sizes to the direct kernel).
+adding the bias and clamping (lowbit's fused activation).
 """
 from __future__ import annotations
 
@@ -241,17 +240,23 @@ def _output_transform(acc, y, bias, m0, rows, img0, count, th, tw, lo, hi, sums,
                         y11 = clamp(f - g - h + bv, lo, hi)
                         row[tx] = max(max(max(ninf, y00), y10), max(max(ninf, y01), y11))
             continue
+        # An odd output height or width: the last tile row or column is half used.
+        ho, wo = y.shape[2], y.shape[3]
+        full = np.uint64(wo // 2)
         for k in range(count):
             for ty in range(th):
                 t0 = np.uint64(k * th * tw + ty * tw)
-                for q in range(2):
+                for q in range(min(2, ho - 2 * ty)):
                     row = y[img0 + k, m0 + r, 2 * ty + q]
                     s = 4 * q
-                    for tx in range(np.uint64(tw)):
+                    for tx in range(full):
                         t = t0 + tx
                         a, b, c, d = sums[s, t], sums[s + 1, t], sums[s + 2, t], sums[s + 3, t]
                         row[tx + tx] = clamp(a + b + c + bv, lo, hi)
                         row[tx + tx + one] = clamp(b - c - d + bv, lo, hi)
+                    if wo % 2:
+                        t = t0 + full
+                        row[wo - 1] = clamp(sums[s, t] + sums[s + 1, t] + sums[s + 2, t] + bv, lo, hi)
 
 
 @jit
@@ -281,13 +286,15 @@ def _worker(x, u, bias, y, ph, pw, th, tw, pool, per_block, counter, lo, hi):
 
 
 def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
-    """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, even output size, into ``y``.
+    """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, into ``y``.
 
     ``Y[n, m, oh, ow] = clip(B[m] + sum_{c,i,j} W[m, c, i, j] Xpad[n, c, oh + i, ow + j], lo, hi)``
     with ``Xpad`` zero-padded by ``ph`` rows on top and ``pw`` columns on the left (and as
     many as the output size needs at the bottom and right).  With ``pool``,
     ``y`` receives ``max_{a,b<2} Y[n, m, 2p + a, 2q + b]`` instead (a fused
-    2x2, stride-2 MaxPool; ``y`` is then half the conv output's height and width).
+    2x2, stride-2 MaxPool; ``y`` is then half the conv output's height and width,
+    rounded down as in MaxPool).  An odd output size is computed on whole tiles
+    over the zero padding, and the extra row or column dropped.
 
     Parameters
     ----------
@@ -298,7 +305,7 @@ def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
     bias : ndarray
         float32 (M,).
     y : ndarray
-        float32 (N, M, oH, oW) (with ``pool``: (N, M, oH/2, oW/2)), C-contiguous; overwritten.
+        float32 (N, M, oH, oW) (with ``pool``: (N, M, oH // 2, oW // 2)), C-contiguous; overwritten.
     ph, pw : int
         Top and left padding.
     lo, hi : numpy.float32
@@ -308,7 +315,7 @@ def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
         Fuse a 2x2, stride-2 MaxPool.
     """
     n_img = x.shape[0]
-    th, tw = (y.shape[2], y.shape[3]) if pool else (y.shape[2] // 2, y.shape[3] // 2)
+    th, tw = (y.shape[2], y.shape[3]) if pool else (-(-y.shape[2] // 2), -(-y.shape[3] // 2))
     u = transform_weights(w)
     cp = u.shape[2]
     per_block = max(1, min(_TILES_MAX, _V_FLOATS // (16 * (cp + 1))) // (th * tw))
