@@ -3,8 +3,8 @@
 * **3x3, stride 1, one group, at least 16 input and output channels**:
   Winograd's F(2x2, 3x3) (:mod:`lowbit.kernels.float.winograd`), 2.25x fewer
   multiply-adds than the direct sum.
-* **3x3, stride 1** (with 1 or at least 4 output channels per group; any
-  padding, vertical dilation): a direct kernel.  A few images are copied one
+* **other 3x3, stride 1** (with 1 or at least 4 output channels per group;
+  any padding, vertical dilation): a direct kernel.  A few images are copied one
   under the other into a zero-padded plane per input channel, laid out so
   that every tap ``(i, j)`` of every output position is one contiguous run
   of that plane at a fixed offset.  A pass over the plane then adds the 9
@@ -23,8 +23,9 @@
 * **tiny per-group reductions** (strided depthwise convolutions, one input
   channel with another kernel size): one ``y_row += w * x_row`` per tap.
 
-All three add the bias and clamp (lowbit's fused activation) while writing
-the NCHW output.  Work items (images, and output channels or rows when the
+All four add the bias and clamp (lowbit's fused activation) while writing
+the NCHW output; Winograd can also fuse a following 2x2 max-pool
+(``max_pool_2x2``).  Work items (images, and output channels or rows when the
 batch is smaller than the thread count) are claimed by the threads as they
 come free; an output element's summation order never depends on which
 thread computes it, so results are bit-identical for any thread count.
