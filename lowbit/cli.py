@@ -15,14 +15,23 @@ import numpy as np
 from .errors import InputError, LowbitError
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _checked(convert, ok, expected: str):
+    """An argparse ``type``: ``convert(text)``, accepted when ``ok(value)``, else a one-line error."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+positive_float = _checked(float, lambda v: 0.0 < v < np.inf, "a positive number")
 
 
 def load_input_array(path: str, keys=("x_test", "x", "x_train")) -> np.ndarray:
@@ -335,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--data", required=True, help="training data .npz (x_train, y_train; x_test, y_test to report)")
     finetune.add_argument("--epochs", type=positive_int, help="training epochs (default 10)")
     finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("--distill", type=fraction, default=0.0,
+                          help="weight in [0, 1] of the distillation loss from the fp32 model (default 0: labels only)")
+    finetune.add_argument("--temperature", type=positive_float, default=1.0, help="distillation temperature")
     finetune.add_argument("-o", "--output", required=True, help="output .lowbit file")
     finetune.set_defaults(func=cmd_finetune)
 

@@ -242,7 +242,7 @@ def init_batchnorm(net, x, batch_size=500):
 
 
 def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_val=None, seed=0,
-             progress=True, recipe=None, checkpoint=None, resume=False):
+             progress=True, recipe=None, checkpoint=None, resume=False, distill=0.0, temperature=1.0):
     """Fine-tune an fp32 ONNX CNN for ``precision`` with the straight-through estimator.
 
     The float net is restructured for ``precision`` (:func:`qat_net`), trained with
@@ -269,6 +269,11 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
         Overrides of :data:`RECIPES`.
     checkpoint : str, optional
         Per-epoch checkpoint path (``resume=True`` continues from it).
+    distill, temperature : float
+        Knowledge distillation from the fp32 model itself (run by lowbit on
+        each augmented batch): the loss is :math:`(1 - \\lambda) L_{CE} +
+        \\lambda L_{KD}` with :math:`\\lambda` = ``distill``
+        (:func:`lowbit.train.loss.distillation` at ``temperature``).
 
     Returns
     -------
@@ -291,12 +296,19 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
     net = qat_net(net_from_onnx(model_path, seed), precision, seed)
     if tuple(x_train.shape[1:]) != net.input_shape:
         raise InputError(f"images are {x_train.shape[1:]}, the model expects {net.input_shape}")
-    r = {**RECIPES[precision], **(recipe or {}), "epochs": int(epochs)}
+    r = {**RECIPES[precision], **(recipe or {}), "epochs": int(epochs), "distill": float(distill),
+         "temperature": float(temperature)}
+    teacher = None
+    if distill:
+        import onnx
+
+        fp32 = api.load(model_path.SerializeToString() if isinstance(model_path, onnx.ModelProto) else model_path)
+        teacher = lambda xb: fp32.run(xb, threads=1)  # noqa: E731
     r["batch_size"] = min(r["batch_size"], len(x_train))
     init_batchnorm(net, x_train[np.random.default_rng(seed).permutation(len(x_train))[:500]])
     t0 = time.perf_counter()
     info = train(net, x_train, y_train, r, seed=seed, x_test=x_val, y_test=y_val, checkpoint=checkpoint,
-                 resume=resume, stream=sys.stderr if progress else None)
+                 resume=resume, stream=sys.stderr if progress else None, teacher=teacher)
     seconds = time.perf_counter() - t0
     float_model = api.load(to_onnx(net, name=f"finetuned_{precision}").SerializeToString())
     q = quantize(float_model, precision, calibration=x_train[:1000])
@@ -322,7 +334,8 @@ def main_finetune(args):
     """``lowbit finetune MODEL --precision P --data DATA.npz [--epochs N] [--seed S] -o OUT.lowbit``.
 
     ``args`` has ``model``, ``precision``, ``data``, ``epochs`` (None: 10),
-    ``output`` and ``seed`` (None: 0). Writes ``output`` atomically; returns 0.
+    ``output``, ``seed`` (None: 0) and optionally ``distill`` and ``temperature``.
+    Writes ``output`` atomically; returns 0.
     """
     from . import api
 
@@ -333,7 +346,8 @@ def main_finetune(args):
     x, y, xt, yt = load_training_data(args.data)
     epochs = 10 if args.epochs is None else args.epochs
     q = finetune(args.model, args.precision, x, y, epochs=epochs, x_val=xt, y_val=yt,
-                 seed=args.seed or 0, progress=True)
+                 seed=args.seed or 0, progress=True, distill=getattr(args, "distill", 0.0) or 0.0,
+                 temperature=getattr(args, "temperature", 1.0) or 1.0)
     api.save(q, args.output)
     if xt is not None:
         acc = float((q.run(xt).argmax(axis=1) == yt).mean())

@@ -98,3 +98,15 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("lowbit: error: model file not found")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--distill", "1.5"), ("--distill", "half"), ("--temperature", "0")])
+def test_finetune_rejects_bad_distillation_settings(tmp_path, small_model, capsys, flag, value):
+    out = tmp_path / "o.lowbit"
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", str(small_model), "--precision", "binary", "--data", str(tmp_path / "d.npz"),
+              flag, value, "-o", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in err and value in err
+    assert not out.exists()

@@ -216,6 +216,9 @@ def test_finetune_end_to_end_and_errors(tiny_onnx):
     q = ft.finetune(tiny_onnx, "ternary", x, y, epochs=1, progress=False)
     assert q.graph.metadata["finetune"]["precision"] == "ternary"
     assert q.run(x[:4]).shape == (4, 3)
+    kd = ft.finetune(tiny_onnx, "binary", x, y, epochs=1, progress=False, distill=0.5, temperature=2.0)
+    assert kd.graph.metadata["finetune"]["recipe"]["distill"] == 0.5
+    assert kd.graph.metadata["finetune"]["recipe"]["temperature"] == 2.0
     with pytest.raises(InputError, match="expected one of"):
         ft.finetune(tiny_onnx, "int3", x, y, epochs=1)
     with pytest.raises(InputError, match="expects"):
