@@ -34,6 +34,12 @@ def test_fused_equals_conv_then_pool(rng, x_shape, w_shape, attrs):
     assert np.array_equal(fused, expect, equal_nan=True)
 
 
+def test_fused_pool_on_an_empty_batch():
+    y = conv(np.zeros((0, 16, 6, 6), np.float32), np.zeros((16, 16, 3, 3), np.float32), pads=[1, 1, 1, 1],
+             max_pool_2x2=True)
+    assert y.shape == (0, 16, 3, 3)
+
+
 def test_fused_pool_needs_2d():
     with pytest.raises(ValueError, match="2-D"):
         conv(np.zeros((1, 2, 5), np.float32), np.zeros((2, 2, 3), np.float32), max_pool_2x2=True)

@@ -419,7 +419,8 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                                  kernel_shape=kernel_shape, pads=pads, strides=strides, clip_min=clip_min,
                                  clip_max=clip_max), kernel_shape=(2, 2), strides=(2, 2))
         pooled = np.empty((n_img, m_out, ho // 2, wo // 2), dtype=np.float32)
-        winograd.conv3x3(x, w, bias, pooled, ph, pw, lo, hi, nthreads, pool=True)
+        if pooled.size:
+            winograd.conv3x3(x, w, bias, pooled, ph, pw, lo, hi, nthreads, pool=True)
         return pooled
     y = np.empty((n_img, m_out, ho, wo), dtype=np.float32)
     if y.size == 0:
