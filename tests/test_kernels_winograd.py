@@ -63,7 +63,7 @@ def test_result_does_not_depend_on_blocking_threads_or_batch(rng, monkeypatch):
     b = np.zeros(20, np.float32)
     first = run(x, w, b, 1)
     for tiles in (9, 45, 256):  # blocks of 1, 5 and all 13 images
-        monkeypatch.setattr(winograd, "_TILES_MAX", tiles)
+        monkeypatch.setattr(winograd, "_TILES", tiles)
         for threads in (1, 2):
             assert np.array_equal(run(x, w, b, 1, threads), first)
             assert np.array_equal(run(x[3:8], w, b, 1, threads), first[3:8])

@@ -21,7 +21,7 @@ direct float32 sum by a few ulps of the transformed partial sums (whose
 magnitudes reach about 4x the input's): ~3e-7 of the output's scale on
 unit-scale data, checked against a float64 sum in the tests.
 
-Layout: work goes by blocks of whole images (up to :data:`_TILES_MAX` tiles).
+Layout: work goes by blocks of whole images (about :data:`_TILES` tiles).
 A thread copies each channel of the block into a zero-padded plane and
 transforms it into ``V[ξ*(C+1) + c, t]`` (tiles contiguous), then, for 4
 output channels at a time, forms ``M[ξ, 0:4, t]`` by a multiply-add loop over
@@ -36,11 +36,11 @@ import numpy as np
 from lowbit.config import jit
 from lowbit.kernels.float.gemm import claim, clamp, round_up, run_threads
 
-# Images per block: as many as keep the block's transformed input V
-# (16 * (C + 1) * tiles floats) within _V_FLOATS (1 MiB), up to _TILES_MAX
-# tiles (longer multiply-add loops run faster; 256 measured best of 128-1024).
+# Images per block: enough for at least _TILES tiles (longer multiply-add
+# loops run faster: 256 measured best of 128-1024), unless the block's
+# transformed input V (16 * (C + 1) * tiles floats) would exceed _V_FLOATS (1 MiB).
 _V_FLOATS = 1 << 18
-_TILES_MAX = 256
+_TILES = 256
 # Input channels per multiply-add pass (the transformed weights are padded to it).
 _C_STEP = 8
 # Output channels per pass.
@@ -318,7 +318,8 @@ def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
     th, tw = (y.shape[2], y.shape[3]) if pool else (-(-y.shape[2] // 2), -(-y.shape[3] // 2))
     u = transform_weights(w)
     cp = u.shape[2]
-    per_block = max(1, min(_TILES_MAX, _V_FLOATS // (16 * (cp + 1))) // (th * tw))
+    per_image = th * tw
+    per_block = max(1, min(-(-_TILES // per_image), _V_FLOATS // (16 * (cp + 1) * per_image)))
     if -(-n_img // per_block) < nthreads:
         per_block = -(-n_img // nthreads)
     run_threads(_worker, (x, u, bias, y, ph, pw, th, tw, pool, per_block, np.zeros(1, np.int64), lo, hi),
