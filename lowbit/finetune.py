@@ -5,6 +5,7 @@ Data flow::
     model.onnx --net_from_onnx--> trainable Net (float layers)
                --qat_net--------> same Net with fake-quantized layers (lowbit.train.ste)
                --train----------> latent float weights fitted to the quantized forward pass
+               --init_batchnorm-> BatchNorm statistics re-estimated on the (unaugmented) training set
                --to_onnx/load---> float lowbit.Model --quantize(precision)--> packed model
 
 The latent float weights exist only while training: :func:`finetune` returns
@@ -217,19 +218,28 @@ def qat_net(float_net, precision, seed=0):
 
 
 def init_batchnorm(net, x, batch_size=500):
-    """Set every BatchNorm's running statistics to those of ``x`` (layer by layer, in train mode).
+    """Set every BatchNorm's running statistics to the average of its batch statistics over ``x``.
 
-    .. math:: \\mu \\leftarrow \\mathrm{mean}(z), \\quad \\sigma^2 \\leftarrow \\mathrm{var}(z)
+    ``x`` runs through the net in train mode in batches of ``batch_size``
+    (each BatchNorm normalises with its batch's statistics, as in training);
+    batch ``k`` (from 0) enters each running statistic with weight
+    :math:`1 / (k + 1)`, so after :math:`K` batches
 
-    where ``z`` is the layer's input on the first ``batch_size`` images of ``x``.
+    .. math:: \\mu = \\frac{1}{K} \\sum_k \\mu_k, \\quad
+              \\sigma^2 = \\frac{1}{K} \\sum_k \\sigma^2_k
+
+    (:math:`\\sigma^2_k` the unbiased variance of batch :math:`k`).  Used to
+    initialise new BatchNorms (one batch) and, after training, to replace the
+    exponential moving averages by estimates over many batches.
     """
     from .train.layers import BatchNorm
 
     bns = [layer for _, layer, _ in net.nodes if isinstance(layer, BatchNorm)]
     saved = [b.momentum for b in bns]
-    for b in bns:
-        b.momentum = 0.0
-    net.forward(x[:batch_size], train=True)
+    for k, start in enumerate(range(0, len(x), batch_size)):
+        for b in bns:
+            b.momentum = k / (k + 1)
+        net.forward(x[start:start + batch_size], train=True)
     for b, m in zip(bns, saved):
         b.momentum, b.cache = m, None
     for _, layer, _ in net.nodes:  # drop what the forward pass cached for backward
@@ -247,8 +257,11 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
 
     The float net is restructured for ``precision`` (:func:`qat_net`), trained with
     Adam, a cosine learning-rate schedule and small random shifts
-    (:data:`RECIPES`) on softmax cross-entropy of the *quantized* forward pass,
-    exported to ONNX with its latent float weights, loaded with
+    (:data:`RECIPES`) on softmax cross-entropy of the *quantized* forward pass;
+    its BatchNorm statistics are then re-estimated over the whole unaugmented
+    training set (:func:`init_batchnorm`, batches of the training batch size:
+    the moving averages of training follow the augmented and still-changing
+    net); it is exported to ONNX with its latent float weights, loaded with
     :func:`lowbit.load` and quantized with :func:`lowbit.quantize`.
 
     Parameters
@@ -310,6 +323,7 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
     info = train(net, x_train, y_train, r, seed=seed, x_test=x_val, y_test=y_val, checkpoint=checkpoint,
                  resume=resume, stream=sys.stderr if progress else None, teacher=teacher)
     seconds = time.perf_counter() - t0
+    init_batchnorm(net, x_train, batch_size=r["batch_size"])
     float_model = api.load(to_onnx(net, name=f"finetuned_{precision}").SerializeToString())
     q = quantize(float_model, precision, calibration=x_train[:1000])
     q.graph.metadata["finetune"] = {"precision": precision, "recipe": info["recipe"], "seed": seed,

@@ -172,6 +172,22 @@ def test_binary_restructure(tiny_onnx):
                      ("fc2", "Affine")]
 
 
+def test_init_batchnorm_averages_batch_statistics(rng):
+    from lowbit.train.layers import BatchNorm
+
+    net = Net(0, (3, 4, 4))
+    bn = BatchNorm(3)
+    net.add("bn", bn)
+    x = (rng.standard_normal((30, 3, 4, 4)) * [[[[1.0]], [[2.0]], [[0.5]]]] + 3.0).astype(np.float32)
+    ft.init_batchnorm(net, x, batch_size=10)
+    batches = [x[i:i + 10].astype(np.float64) for i in (0, 10, 20)]
+    means = [b.mean(axis=(0, 2, 3)) for b in batches]
+    variances = [b.var(axis=(0, 2, 3), ddof=1) for b in batches]
+    np.testing.assert_allclose(bn.buffers["mean"], np.mean(means, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.buffers["var"], np.mean(variances, axis=0), rtol=1e-5)
+    assert bn.momentum == 0.9 and bn.cache is None
+
+
 @pytest.mark.parametrize("precision", ["binary", "int2"])
 def test_a_few_steps_lower_the_loss(tiny_onnx, precision):
     x, y = tiny_data(seed=1)
