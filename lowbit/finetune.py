@@ -5,7 +5,6 @@ Data flow::
     model.onnx --net_from_onnx--> trainable Net (float layers)
                --qat_net--------> same Net with fake-quantized layers (lowbit.train.ste)
                --train----------> latent float weights fitted to the quantized forward pass
-               --init_batchnorm-> BatchNorm statistics re-estimated on the (unaugmented) training set
                --to_onnx/load---> float lowbit.Model --quantize(precision)--> packed model
 
 The latent float weights exist only while training: :func:`finetune` returns
@@ -229,8 +228,8 @@ def init_batchnorm(net, x, batch_size=500):
               \\sigma^2 = \\frac{1}{K} \\sum_k \\sigma^2_k
 
     (:math:`\\sigma^2_k` the unbiased variance of batch :math:`k`).  Used to
-    initialise new BatchNorms (one batch) and, after training, to replace the
-    exponential moving averages by estimates over many batches.
+    initialise new BatchNorms (one batch); over many batches it replaces the
+    exponential moving averages of training by a full-data estimate.
     """
     from .train.layers import BatchNorm
 
@@ -257,11 +256,8 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
 
     The float net is restructured for ``precision`` (:func:`qat_net`), trained with
     Adam, a cosine learning-rate schedule and small random shifts
-    (:data:`RECIPES`) on softmax cross-entropy of the *quantized* forward pass;
-    its BatchNorm statistics are then re-estimated over the whole unaugmented
-    training set (:func:`init_batchnorm`, batches of the training batch size:
-    the moving averages of training follow the augmented and still-changing
-    net); it is exported to ONNX with its latent float weights, loaded with
+    (:data:`RECIPES`) on softmax cross-entropy of the *quantized* forward pass,
+    exported to ONNX with its latent float weights, loaded with
     :func:`lowbit.load` and quantized with :func:`lowbit.quantize`.
 
     Parameters
@@ -323,7 +319,6 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
     info = train(net, x_train, y_train, r, seed=seed, x_test=x_val, y_test=y_val, checkpoint=checkpoint,
                  resume=resume, stream=sys.stderr if progress else None, teacher=teacher)
     seconds = time.perf_counter() - t0
-    init_batchnorm(net, x_train, batch_size=r["batch_size"])
     float_model = api.load(to_onnx(net, name=f"finetuned_{precision}").SerializeToString())
     q = quantize(float_model, precision, calibration=x_train[:1000])
     q.graph.metadata["finetune"] = {"precision": precision, "recipe": info["recipe"], "seed": seed,
