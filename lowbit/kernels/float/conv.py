@@ -95,23 +95,26 @@ def _im2col_worker(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, k
         ih0 = oh0 * sh - ph
         rows = (oh1 - 1 - oh0) * sh + (kh_ - 1) * dh + 1
         # Input rows [ih0, ih0 + rows) -> zero-padded channels-last slab.
+        # (Unsigned offsets instead of slices here and below: no wraparound code,
+        # no reference counting per row or patch.)
+        plane_u = np.uint64(h * w_in)
         for r in range(rows):
             ih = ih0 + r
-            srow = slab[r * ws * c_in:(r + 1) * ws * c_in]
+            row0 = np.uint64(r * ws * c_in)
             if ih < 0 or ih >= h:
-                for q in range(ws * c_in):
-                    srow[q] = 0.0
+                for q in range(np.uint64(ws * c_in)):
+                    slab[row0 + q] = 0.0
                 continue
             for jw in range(ws):
                 iw = jw - pw
-                dst = srow[jw * c_in:(jw + 1) * c_in]
+                d0 = row0 + np.uint64(jw * c_in)
                 if iw < 0 or iw >= w_in:
-                    for c in range(c_in):
-                        dst[c] = 0.0
+                    for c in range(np.uint64(c_in)):
+                        slab[d0 + c] = 0.0
                 else:
-                    src = x[(img * c_in * h + ih) * w_in + iw:]
-                    for c in range(c_in):
-                        dst[c] = src[c * h * w_in]
+                    s0 = np.uint64((img * c_in * h + ih) * w_in + iw)
+                    for c in range(np.uint64(c_in)):
+                        slab[d0 + c] = x[s0 + c * plane_u]
         p_begin = oh0 * wo
         p_end = oh1 * wo
         for g in range(groups):
@@ -121,19 +124,18 @@ def _im2col_worker(x, wp, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, k
                 for q in range(npos):
                     oh = (p0 + q) // wo
                     ow = (p0 + q) % wo
-                    d = q * kp
+                    d = np.uint64(q * kp)
                     for i in range(kh_):
                         s = ((oh - oh0) * sh + i * dh) * ws * c_in + ow * sw * c_in + g * cg
                         for j in range(runs):
-                            dst = cols[d:d + run]
-                            src = slab[s + j * dw * c_in:s + j * dw * c_in + run]
-                            for e in range(run):
-                                dst[e] = src[e]
-                            d += run
+                            s_j = np.uint64(s + j * dw * c_in)
+                            for e in range(np.uint64(run)):
+                                cols[d + e] = slab[s_j + e]
+                            d += np.uint64(run)
                 for q in range(npos, npad):
-                    dst = cols[q * kp:q * kp + kg]
-                    for e in range(kg):
-                        dst[e] = 0.0
+                    d = np.uint64(q * kp)
+                    for e in range(np.uint64(kg)):
+                        cols[d + e] = 0.0
                 for it in range(0, mgp, TILE_M):
                     ia = (g * mgp + it) * kp
                     for jt in range(0, npad, TILE_N):
@@ -237,11 +239,12 @@ def _direct3x3_worker(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh,
             loaded = img0
             for k in range(count):
                 for c in range(c_in):
-                    src = x[((img0 + k) * c_in + c) * h * w_in:((img0 + k) * c_in + c + 1) * h * w_in]
-                    dst = xp[c * plane + (gap + k * rows) * pitch + pw:(c + 1) * plane]
+                    src = np.uint64(((img0 + k) * c_in + c) * h * w_in)
+                    dst = np.uint64(c * plane + (gap + k * rows) * pitch + pw)
                     for ih in range(h):
-                        for iw in range(w_in):
-                            dst[ih * pitch + iw] = src[ih * w_in + iw]
+                        s0, d0 = src + np.uint64(ih * w_in), dst + np.uint64(ih * pitch)
+                        for iw in range(np.uint64(w_in)):
+                            xp[d0 + iw] = x[s0 + iw]
         out_rows = (count - 1) * rows + ho
         for gb in range(part * groups * blocks // split, (part + 1) * groups * blocks // split):
             g = gb // blocks
@@ -268,11 +271,12 @@ def _direct3x3_worker(x, wq, bias, y, n_img, c_in, h, w_in, groups, mg, mgp, dh,
                             k = row // rows
                             oh = row - k * rows
                             if oh < ho:
-                                o = (((img0 + k) * m_out + mo) * ho + oh) * wo
-                                dst = y[o:o + wo]
-                                src = acc[r * n + (row - r0) * pitch:r * n + (row - r0) * pitch + wo]
-                                for q in range(wo):
-                                    dst[q] = clamp(src[q] + bv, lo, hi)
+                                # Unsigned offsets rather than a slice per row: no
+                                # wraparound code and no reference counting per row.
+                                o = np.uint64((((img0 + k) * m_out + mo) * ho + oh) * wo)
+                                a = np.uint64(r * n + (row - r0) * pitch)
+                                for q in range(np.uint64(wo)):
+                                    y[o + q] = clamp(acc[a + q] + bv, lo, hi)
 
 
 @jit
