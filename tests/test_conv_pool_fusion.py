@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import lowbit
+from lowbit.kernels.float import conv as conv_module
 from lowbit.kernels.float.conv import conv
 from lowbit.kernels.float.pool import max_pool
 from lowbit.runtime.executor import Executor
@@ -20,10 +21,12 @@ from tests.graphs import _GraphBuilder
     ((3, 16, 8, 8), (16, 16, 3, 3), dict(pads=[2, 2, 2, 2], clip_max=0.5)),     # Winograd, fused
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(pads=[1, 1, 1, 1])),                   # odd output, fused
     ((2, 16, 4, 5), (16, 16, 3, 3), dict()),                                    # 2x3 output, fused
+    ((3, 256, 6, 6), (256, 256, 3, 3), dict(pads=[1, 1, 1, 1])),                # too few tiles: conv, then pool
     ((3, 3, 9, 9), (16, 3, 3, 3), dict(pads=[1, 1, 1, 1])),                     # direct 3x3, then pool
     ((2, 4, 9, 9), (8, 4, 5, 5), dict(pads=[2, 2, 2, 2], strides=[1, 1])),      # im2col, then pool
 ])
-def test_fused_equals_conv_then_pool(rng, x_shape, w_shape, attrs):
+def test_fused_equals_conv_then_pool(rng, monkeypatch, x_shape, w_shape, attrs):
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_TILES", 1)  # the small Winograd cases too
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
+from lowbit.kernels.float import conv as conv_module
 from lowbit.kernels.float.conv import conv
 from lowbit.config import jit
 from lowbit.kernels.float import gemm as gemm_module
@@ -117,8 +118,14 @@ CONV_CASES = [
 ]
 
 
+@pytest.fixture
+def small_winograd(monkeypatch):
+    """Send these small cases to Winograd too (it normally wants >= 128 tiles per block of images)."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_TILES", 1)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, with_bias, attrs", CONV_CASES)
-def test_conv_matches_naive_and_onnxruntime(rng, x_shape, w_shape, with_bias, attrs):
+def test_conv_matches_naive_and_onnxruntime(rng, small_winograd, x_shape, w_shape, with_bias, attrs):
     x, w = randn(rng, *x_shape), randn(rng, *w_shape)
     b = randn(rng, w_shape[0]) if with_bias else None
     got = conv(x, w, b, kernel_shape=w_shape[2:], **attrs)
@@ -134,7 +141,7 @@ def test_conv_matches_naive_and_onnxruntime(rng, x_shape, w_shape, with_bias, at
     ((2, 3, 6, 6), (3, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=3)),        # direct 3x3, depthwise
     ((2, 3, 6, 6), (3, 1, 2, 2), dict(pads=[1, 1, 1, 1], group=3)),        # generic direct
 ])
-def test_conv_fused_clamp(rng, x_shape, w_shape, attrs, clip):
+def test_conv_fused_clamp(rng, small_winograd, x_shape, w_shape, attrs, clip):
     x, w, b = randn(rng, *x_shape), randn(rng, *w_shape), randn(rng, w_shape[0])
     got = conv(x, w, b, clip_min=clip[0], clip_max=clip[1], **attrs)
     assert_close(got, naive.conv(x, w, b, clip_min=clip[0], clip_max=clip[1], **attrs))
@@ -160,7 +167,7 @@ def test_conv_random_shapes_match_naive(n, c, m, h, wid, k, stride, pad, seed):
     ((3, 8, 12, 12), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=8)),
     ((3, 8, 12, 12), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1], group=8, strides=[2, 2])),
 ])
-def test_conv_is_deterministic_across_thread_counts(rng, x_shape, w_shape, attrs):
+def test_conv_is_deterministic_across_thread_counts(rng, small_winograd, x_shape, w_shape, attrs):
     x, w, b = randn(rng, *x_shape), randn(rng, *w_shape), randn(rng, w_shape[0])
     x_before, w_before = x.copy(), w.copy()
     threads = numba.get_num_threads()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lowbit.kernels.float import conv as conv_module
 from lowbit.kernels.float import winograd
 from tests.naive import conv_gemm as naive
 
@@ -67,3 +68,26 @@ def test_result_does_not_depend_on_blocking_threads_or_batch(rng, monkeypatch):
         for threads in (1, 2):
             assert np.array_equal(run(x, w, b, 1, threads), first)
             assert np.array_equal(run(x[3:8], w, b, 1, threads), first[3:8])
+
+
+def test_images_per_block():
+    assert winograd.images_per_block(100, 16, 14, 14) == 2     # 196 tiles an image: 2 reach 256 tiles
+    assert winograd.images_per_block(100, 64, 4, 4) == 15      # V (16 * 65 * tiles floats) caps at 1 MiB
+    assert winograd.images_per_block(3, 16, 4, 4) == 3         # no more than the batch
+    assert winograd.images_per_block(100, 256, 7, 7) == 1      # 49 tiles: too few for Winograd in conv()
+
+
+@pytest.mark.parametrize("x_shape, w_shape, expect", [
+    ((4, 16, 16, 16), (16, 16, 3, 3), True),     # 64 tiles an image, 4 images a block
+    ((2, 16, 8, 8), (16, 16, 3, 3), False),      # 32 tiles in all
+    ((1, 256, 6, 6), (16, 256, 3, 3), False),    # 9 tiles
+    ((4, 8, 16, 16), (16, 8, 3, 3), False),      # fewer than 16 input channels
+])
+def test_routing(rng, monkeypatch, x_shape, w_shape, expect):
+    calls = []
+    real = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(9 * w_shape[1])).astype(np.float32)
+    conv_module.conv(x, w, pads=[1, 1, 1, 1])
+    assert bool(calls) == expect

@@ -1,7 +1,8 @@
 """fp32 Conv (ONNX semantics, NCHW input and output), four kernels behind one function.
 
-* **3x3, stride 1, one group, at least 16 input and output channels**:
-  Winograd's F(2x2, 3x3) (:mod:`lowbit.kernels.float.winograd`), 2.25x fewer
+* **3x3, stride 1, one group, at least 16 input and output channels, and
+  enough 2x2 output tiles per block of images** (at least 128): Winograd's
+  F(2x2, 3x3) (:mod:`lowbit.kernels.float.winograd`), 2.25x fewer
   multiply-adds than the direct sum.
 * **other 3x3, stride 1** (with 1 or at least 4 output channels per group;
   any padding, vertical dilation): a direct kernel.  A few images are copied one
@@ -48,6 +49,11 @@ from lowbit.kernels.float.pool import max_pool
 # about even with the direct kernel, 32->32 on 16x16 1.2-1.4x, 64->64 on 8x8
 # 1.3-1.5x faster).
 _WINOGRAD_MIN_CHANNELS = 16
+# ... and when a block of images has at least this many 2x2 tiles: with many
+# channels on small images a block holds one image of few tiles, and the
+# multiply-add loops over tiles get too short (measured: 256->256 channels on
+# 14x14, 49 tiles, 1.7x slower than the direct kernel; 512 on 7x7, 3.5x).
+_WINOGRAD_MIN_TILES = 128
 # Per-group reductions (C/group * kH * kW) up to this size use the direct kernel.
 _SMALL_K = 16
 # A 3x3 stride-1 convolution goes to im2col + GEMM instead of the direct kernel
@@ -417,6 +423,9 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     nthreads = numba.get_num_threads()
     use_winograd = ((kh_, kw_, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and group == 1
                     and min(c_in, m_out) >= _WINOGRAD_MIN_CHANNELS and (not max_pool_2x2 or min(ho, wo) >= 2))
+    if use_winograd:
+        th, tw = (ho // 2, wo // 2) if max_pool_2x2 else (-(-ho // 2), -(-wo // 2))
+        use_winograd = winograd.images_per_block(n_img, c_in, th, tw) * th * tw >= _WINOGRAD_MIN_TILES
     if max_pool_2x2:
         if not use_winograd:
             return max_pool(conv(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group,

@@ -285,6 +285,16 @@ def _worker(x, u, bias, y, ph, pw, th, tw, pool, per_block, counter, lo, hi):
             _output_transform(acc, y, bias, m0, min(_M_STEP, m_out - m0), img0, count, th, tw, lo, hi, sums, pool)
 
 
+def images_per_block(n_img, c_in, th, tw):
+    """Images per block: enough for :data:`_TILES` tiles unless V would exceed :data:`_V_FLOATS` (at least 1).
+
+    ``th * tw`` tiles per image, ``c_in`` input channels.
+    """
+    per_image = th * tw
+    cp = round_up(c_in, _C_STEP)
+    return max(1, min(n_img, -(-_TILES // per_image), _V_FLOATS // (16 * (cp + 1) * per_image)))
+
+
 def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
     """Winograd F(2x2, 3x3) convolution, stride 1, no dilation, one group, into ``y``.
 
@@ -317,9 +327,7 @@ def conv3x3(x, w, bias, y, ph, pw, lo, hi, nthreads, pool=False):
     n_img = x.shape[0]
     th, tw = (y.shape[2], y.shape[3]) if pool else (-(-y.shape[2] // 2), -(-y.shape[3] // 2))
     u = transform_weights(w)
-    cp = u.shape[2]
-    per_image = th * tw
-    per_block = max(1, min(-(-_TILES // per_image), _V_FLOATS // (16 * (cp + 1) * per_image)))
+    per_block = images_per_block(n_img, x.shape[1], th, tw)
     if -(-n_img // per_block) < nthreads:
         per_block = -(-n_img // nthreads)
     run_threads(_worker, (x, u, bias, y, ph, pw, th, tw, pool, per_block, np.zeros(1, np.int64), lo, hi),
