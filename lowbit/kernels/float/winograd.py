@@ -76,37 +76,13 @@ def transform_weights(w):
 
 
 @jit
-def _split_planes(x, img, c, h, w_in, ph, pw, th, tw, sp):
-    """Copy one padded channel into ``sp`` (8, th+1, tw): ``sp[2*q + s, a, b] = P[2a + q, 2b + s + ...]``.
-
-    ``P`` is the zero-padded channel (``P[r, col] = x[img, c, r - ph, col - pw]``).
-    Plane ``2*q + s`` (``q`` the row parity, ``s`` in 0..3 the column offset
-    0, 1, 2, 3 as planes 0..3 of each parity: ``[even cols, odd cols, even cols
-    + 1 tile, odd cols + 1 tile]``) holds ``P[2a + q, 2b + s]``: then tap
-    ``(i, j)`` of tile ``(ty, tx)`` is ``sp[4*(i % 2) + j, ty + i // 2, tx]``,
-    and every tap of all the tiles of the image is one unit-stride run.
-    """
-    for q in range(8):
-        for a in range(th + 1):
-            for b in range(tw):
-                sp[q, a, b] = 0.0
-    for r in range(2 * th + 2):
-        ih = r - ph
-        if ih < 0 or ih >= h:
-            continue
-        parity, a = r % 2, r // 2
-        for j in range(4):
-            for b in range(tw):
-                iw = 2 * b + j - pw
-                if 0 <= iw < w_in:
-                    sp[4 * parity + j, a, b] = x[img, c, ih, iw]
-
-
-@jit
 def _input_transform(x, v, img0, count, c_in, h, w_in, ph, pw, th, tw, plane):
-    """``V[ξ*cp + c, t] = (B^T d_t B)_ξ`` for the tiles ``t`` of images ``img0 .. img0+count``.
+    """``V[ξ*(cp + 1) + c, t] = (B^T d_t B)_ξ`` for the tiles ``t`` of images ``img0 .. img0+count``.
 
-    ``plane`` (2*th + 2, 2*tw + 2) receives one zero-padded channel at a time.
+    ``plane`` (2*th + 2, 2*tw + 2) receives one zero-padded channel at a time
+    (its border is zeroed once and never written).  The 16 outputs of a tile
+    go to 16 rows of ``V``; LLVM does not vectorise a loop with that many
+    output streams, so this loop is scalar (about 5 ns a tile and channel).
     """
     # Unsigned indices: Numba emits no negative-index wraparound for them.
     one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)
