@@ -4,8 +4,9 @@ Usage::
 
     python -m models.finetune_binary [--stages 7:1e-3:1,7:3e-4:0] [--workdir DIR] [--out PATH]
 
-Each stage is ``EPOCHS:LR:SHIFT``: Adam with cosine decay from LR to 1e-6 and random shifts of
-up to SHIFT px (:data:`lowbit.finetune.RECIPES`), on the quantized forward pass; a stage starts from the
+Each stage is ``EPOCHS:LR:SHIFT`` (or ``EPOCHS:LR:SHIFT:frozen``, training on frozen BatchNorm
+statistics): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
+(:data:`lowbit.finetune.RECIPES`), on the quantized forward pass; a stage starts from the
 weights (and BatchNorm statistics) the previous one ended with, with a fresh optimizer.  ``--distill``
 adds the distillation loss from the fp32 model (``--temperature``).
 ``lowbit finetune ... --epochs N`` is the one-stage form. Per-stage checkpoints in
@@ -42,7 +43,8 @@ def main(argv=None):
                     help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
     ap.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     args = ap.parse_args(argv)
-    stages = [(int(e), float(lr), int(sh)) for e, lr, sh in (s.split(":") for s in args.stages.split(","))]
+    stages = [(int(f[0]), float(f[1]), int(f[2]), f[3:] == ["frozen"])
+              for f in (s.split(":") for s in args.stages.split(","))]
     os.makedirs(args.workdir, exist_ok=True)
 
     x, y = mnist("train")
@@ -54,8 +56,8 @@ def main(argv=None):
         fp32 = lowbit.load(args.model)
         teacher = lambda xb: fp32.run(xb, threads=1)  # noqa: E731
     history, seconds = [], 0.0
-    for k, (epochs, lr, shift) in enumerate(stages, 1):
-        recipe = {**ft.RECIPES["binary"], "epochs": epochs, "lr": lr, "max_shift": shift,
+    for k, (epochs, lr, shift, frozen) in enumerate(stages, 1):
+        recipe = {**ft.RECIPES["binary"], "epochs": epochs, "lr": lr, "max_shift": shift, "freeze_batchnorm": frozen,
                   "distill": args.distill, "temperature": args.temperature}
         t0 = time.perf_counter()
         info = train(net, x, y, recipe, seed=args.seed + k - 1, x_test=xt, y_test=yt,

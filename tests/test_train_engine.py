@@ -66,6 +66,24 @@ def test_distillation_pulls_the_student_towards_the_teacher():
         train(tiny_net(), x, y, {**RECIPE, "distill": 0.5}, seed=0, stream=None)
 
 
+def test_freeze_batchnorm_keeps_the_running_statistics():
+    x, y = tiny_data()
+    net = Net(0, (1, 8, 8))
+    net.add("conv", Conv(1, 4, 3, net.init_rng, pad=1))
+    bn = BatchNorm(4)
+    net.add("bn", bn)
+    net.add("relu", ReLU())
+    net.add("flat", Flatten())
+    net.add("fc", Affine(256, 3, net.init_rng))
+    train(net, x, y, {**RECIPE, "epochs": 1}, seed=0, stream=None)
+    stats = {k: v.copy() for k, v in bn.buffers.items()}
+    gamma = bn.params["gamma"].copy()
+    train(net, x, y, {**RECIPE, "epochs": 2, "freeze_batchnorm": True}, seed=0, stream=None)
+    assert all(np.array_equal(bn.buffers[k], stats[k]) for k in stats)
+    assert not np.array_equal(bn.params["gamma"], gamma)  # the affine part still learns
+    assert bn.frozen is False
+
+
 def test_same_seed_same_weights_other_seed_differs():
     x, y = tiny_data()
     nets = [tiny_net(s) for s in (0, 0, 1)]

@@ -89,6 +89,19 @@ def test_batchnorm_backward_inference_mode_is_affine(rng):
     np.testing.assert_allclose(y, expect, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(6, 3, 4, 4), (8, 3)])
+def test_batchnorm_frozen_trains_on_the_running_statistics(rng, shape):
+    layer = BatchNorm(3).astype(np.float64)
+    layer.buffers["mean"] = rng.standard_normal(3)
+    layer.buffers["var"] = rng.random(3) + 0.5
+    layer.frozen = True
+    before = {k: v.copy() for k, v in layer.buffers.items()}
+    x = rng.standard_normal(shape) * 2 + 1
+    assert np.array_equal(layer.forward(x, train=True), layer.forward(x))  # the inference-mode output
+    assert all(np.array_equal(layer.buffers[k], before[k]) for k in before)  # statistics unchanged
+    check_layer(layer, [x], rng, atol=1e-6)  # gradients: numerical differences
+
+
 def test_dropout_backward_with_fixed_mask(rng):
     layer = Dropout(0.3, None)
 

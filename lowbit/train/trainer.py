@@ -1,6 +1,7 @@
 """The training loop: shuffled mini-batches, augmentation, schedule, checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -10,13 +11,15 @@ import numpy as np
 from lowbit.train import optim, schedule
 from lowbit.train.augment import random_shift_rotate
 from lowbit.train.checkpoint import load_checkpoint, save_checkpoint
+from lowbit.train.layers import BatchNorm
 from lowbit.train.loss import distillation, softmax_cross_entropy
 from lowbit.progress import Progress
 
 #: Recipe keys and their defaults.
 DEFAULT_RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, momentum=0.9,
                       weight_decay=0.0, schedule="cosine", milestones=(), gamma=0.1, min_lr=0.0,
-                      warmup=0, max_shift=0, max_rotate=0.0, distill=0.0, temperature=1.0)
+                      warmup=0, max_shift=0, max_rotate=0.0, distill=0.0, temperature=1.0,
+                      freeze_batchnorm=False)
 
 
 def evaluate(net, x, y, batch_size=500):
@@ -25,6 +28,20 @@ def evaluate(net, x, y, batch_size=500):
     .. math:: \\text{acc} = \\frac{1}{N} \\sum_n [\\arg\\max_k z_{n,k} = y_n]
     """
     return float((net.predict(x, batch_size).argmax(axis=1) == y).mean())
+
+
+@contextlib.contextmanager
+def batchnorm_frozen(net, frozen):
+    """Within the block every BatchNorm of ``net`` has ``frozen`` set (see :class:`BatchNorm`)."""
+    layers = [layer for _, layer, _ in net.nodes if isinstance(layer, BatchNorm)]
+    saved = [layer.frozen for layer in layers]
+    for layer in layers:
+        layer.frozen = frozen
+    try:
+        yield
+    finally:
+        for layer, was in zip(layers, saved):
+            layer.frozen = was
 
 
 def make_optimizer(recipe):
@@ -48,7 +65,9 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
     x_train, y_train : numpy.ndarray
         float32 ``(N, C, H, W)`` and int ``(N,)``.
     recipe : dict
-        Overrides of :data:`DEFAULT_RECIPE`.
+        Overrides of :data:`DEFAULT_RECIPE`; ``freeze_batchnorm=True`` trains with every
+        BatchNorm normalising by its running statistics, which stay fixed
+        (:func:`batchnorm_frozen`).
     seed : int
         Seeds shuffling and augmentation (the net's own seed covers init and dropout).
     x_test, y_test : numpy.ndarray, optional
@@ -93,45 +112,46 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
         net.dropout_rng.bit_generator.state = info["rng"]["dropout"]
     params = net.parameters()
     step = info["step"]
-    for epoch in range(info["epoch"], r["epochs"]):
-        t0 = time.perf_counter()
-        order = shuffle_rng.permutation(n)
-        bar = Progress(steps_per_epoch, f"epoch {epoch + 1}/{r['epochs']}", stream)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for b in range(steps_per_epoch):
-            idx = order[b * bs:(b + 1) * bs]
-            xb, yb = x_train[idx], y_train[idx]
-            if r["max_shift"] or r["max_rotate"]:
-                xb = random_shift_rotate(xb, aug_rng, r["max_shift"], r["max_rotate"])
-            logits = net.forward(xb, train=True)
-            loss, dlogits = softmax_cross_entropy(logits, yb)
-            if lam:
-                kd, dkd = distillation(logits, teacher(xb), r["temperature"])
-                loss, dlogits = (1 - lam) * loss + lam * kd, (1 - lam) * dlogits + lam * dkd
-            net.backward(dlogits)
-            opt.step(params, net.gradients(), lr_at(step))
-            step += 1
-            loss_sum += loss * len(yb)
-            correct += int((logits.argmax(axis=1) == yb).sum())
-            seen += len(yb)
-            bar.update(1, len(yb), loss=loss_sum / seen, acc=correct / seen)
+    with batchnorm_frozen(net, bool(r["freeze_batchnorm"])):
+        for epoch in range(info["epoch"], r["epochs"]):
+            t0 = time.perf_counter()
+            order = shuffle_rng.permutation(n)
+            bar = Progress(steps_per_epoch, f"epoch {epoch + 1}/{r['epochs']}", stream)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for b in range(steps_per_epoch):
+                idx = order[b * bs:(b + 1) * bs]
+                xb, yb = x_train[idx], y_train[idx]
+                if r["max_shift"] or r["max_rotate"]:
+                    xb = random_shift_rotate(xb, aug_rng, r["max_shift"], r["max_rotate"])
+                logits = net.forward(xb, train=True)
+                loss, dlogits = softmax_cross_entropy(logits, yb)
+                if lam:
+                    kd, dkd = distillation(logits, teacher(xb), r["temperature"])
+                    loss, dlogits = (1 - lam) * loss + lam * kd, (1 - lam) * dlogits + lam * dkd
+                net.backward(dlogits)
+                opt.step(params, net.gradients(), lr_at(step))
+                step += 1
+                loss_sum += loss * len(yb)
+                correct += int((logits.argmax(axis=1) == yb).sum())
+                seen += len(yb)
+                bar.update(1, len(yb), loss=loss_sum / seen, acc=correct / seen)
+                if max_steps is not None and step >= max_steps:
+                    break
+            bar.close()
+            entry = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
+                     "seconds": time.perf_counter() - t0, "lr": lr_at(step - 1)}
+            if x_test is not None:
+                entry["test_acc"] = evaluate(net, x_test, y_test)
+            info["history"].append(entry)
+            if stream:
+                stream.write(" ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in entry.items()) + "\n")
+                stream.flush()
+            info.update(epoch=epoch + 1, step=step, rng={"shuffle": shuffle_rng.bit_generator.state,
+                                                         "augment": aug_rng.bit_generator.state,
+                                                         "dropout": net.dropout_rng.bit_generator.state})
+            if checkpoint:
+                save_checkpoint(checkpoint, net, opt, info)
             if max_steps is not None and step >= max_steps:
                 break
-        bar.close()
-        entry = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
-                 "seconds": time.perf_counter() - t0, "lr": lr_at(step - 1)}
-        if x_test is not None:
-            entry["test_acc"] = evaluate(net, x_test, y_test)
-        info["history"].append(entry)
-        if stream:
-            stream.write(" ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
-                                  for k, v in entry.items()) + "\n")
-            stream.flush()
-        info.update(epoch=epoch + 1, step=step, rng={"shuffle": shuffle_rng.bit_generator.state,
-                                                     "augment": aug_rng.bit_generator.state,
-                                                     "dropout": net.dropout_rng.bit_generator.state})
-        if checkpoint:
-            save_checkpoint(checkpoint, net, opt, info)
-        if max_steps is not None and step >= max_steps:
-            break
     return info

@@ -19,6 +19,12 @@ class BatchNorm(Layer):
     (the running variance uses the unbiased batch variance). Inference uses
     the running statistics; exported as ONNX ``BatchNormalization``.
 
+    With :attr:`frozen` set, training also normalises with the running
+    statistics and leaves them unchanged (only :math:`\\gamma, \\beta` learn), so
+    the net trains on exactly the normalisation inference will use
+    (quantization-aware training freezes them for its last epochs):
+    :math:`\\partial L/\\partial x = \\gamma\\,\\partial L/\\partial y / \\sqrt{\\sigma^2_{run} + \\epsilon}`.
+
     Parameters
     ----------
     channels : int
@@ -30,6 +36,7 @@ class BatchNorm(Layer):
     def __init__(self, channels, momentum=0.9, eps=1e-5):
         super().__init__()
         self.momentum, self.eps = momentum, eps
+        self.frozen = False
         self.params["gamma"] = np.ones(channels, np.float32)
         self.params["beta"] = np.zeros(channels, np.float32)
         self.buffers["mean"] = np.zeros(channels, np.float32)
@@ -43,7 +50,11 @@ class BatchNorm(Layer):
 
     def forward(self, x, train=False):
         axes, shp = self._axes(x), self._shape(x)
-        if train:
+        if train and self.frozen:
+            inv = (1.0 / np.sqrt(self.buffers["var"] + self.eps)).astype(x.dtype)
+            xhat = (x - self.buffers["mean"].reshape(shp)) * inv.reshape(shp)
+            self.cache = (xhat, inv, True)
+        elif train:
             mu = x.mean(axis=axes)
             xc = x - mu.reshape(shp)
             var = (xc * xc).mean(axis=axes)
@@ -54,17 +65,20 @@ class BatchNorm(Layer):
             self.buffers["var"] = (mom * self.buffers["var"] + (1 - mom) * unbiased).astype(x.dtype)
             inv = 1.0 / np.sqrt(var + self.eps)
             xhat = xc * inv.reshape(shp)
-            self.cache = (xhat, inv.astype(x.dtype))
+            self.cache = (xhat, inv.astype(x.dtype), False)
         else:
             inv = 1.0 / np.sqrt(self.buffers["var"] + self.eps)
             xhat = (x - self.buffers["mean"].reshape(shp)) * inv.reshape(shp).astype(x.dtype)
         return (xhat * self.params["gamma"].reshape(shp) + self.params["beta"].reshape(shp)).astype(x.dtype)
 
     def backward(self, dy):
-        xhat, inv = self.cache
+        xhat, inv, frozen = self.cache
         axes, shp = self._axes(dy), self._shape(dy)
         self.grads["gamma"] = (dy * xhat).sum(axis=axes)
         self.grads["beta"] = dy.sum(axis=axes)
+        if frozen:
+            self.cache = None
+            return ((dy * (self.params["gamma"] * inv).reshape(shp)).astype(dy.dtype),)
         m = dy.size // dy.shape[1]
         # dx = gamma * inv / m * (m dy - sum(dy) - xhat * sum(dy * xhat))
         g = (self.params["gamma"] * inv).reshape(shp)
