@@ -30,9 +30,7 @@ def softmax_cross_entropy(logits, labels):
         ``(N, K)``, same dtype as ``logits``.
     """
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    logp = shifted - logsum
+    logp = _log_softmax(logits)
     loss = float(-logp[np.arange(n), labels].mean())
     d = np.exp(logp)
     d[np.arange(n), labels] -= 1
