@@ -61,21 +61,17 @@ class Executor:
                 self.formats.append(None)
                 self.round_inputs.append([])
         self.overflow = {}
-        last_reader = {}
+        last_reader, readers = {}, {}  # tensor -> index of its last reader, number of nodes reading it
         for index, node in enumerate(graph.nodes):
-            for name in node.inputs:
+            for name in set(node.inputs):
                 if name:
                     last_reader[name] = index
+                    readers[name] = readers.get(name, 0) + 1
         keep = set(graph.output_names())
         self.free_after = [[] for _ in graph.nodes]
         for name, index in last_reader.items():
             if name not in keep and name not in graph.constants:
                 self.free_after[index].append(name)
-        readers = {}
-        for node in graph.nodes:
-            for name in set(node.inputs):
-                if name:
-                    readers[name] = readers.get(name, 0) + 1
         # fused_pool[i]: node i is a Conv that also computes node i + 1, a MaxPool (see the module docstring).
         self.fused_pool = [i + 1 < len(graph.nodes) and self._fusable(i, readers, keep)
                            for i in range(len(graph.nodes))]
