@@ -4,8 +4,8 @@ Usage::
 
     python -m models.finetune_binary [--stages 7:1e-3:1,7:3e-4:0] [--workdir DIR] [--out PATH]
 
-Each stage is ``EPOCHS:LR:SHIFT`` (or ``EPOCHS:LR:SHIFT:frozen``, training on frozen BatchNorm
-statistics): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
+Each stage is ``EPOCHS:LR:SHIFT``, optionally followed by ``:frozen`` (training on frozen BatchNorm
+statistics) and ``:ema=D`` (ending on the moving average of the weights, decay D): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
 (:data:`lowbit.finetune.RECIPES`), on the quantized forward pass; a stage starts from the
 weights (and BatchNorm statistics) the previous one ended with, with a fresh optimizer.  ``--distill``
 adds the distillation loss from the fp32 model (``--temperature``).
@@ -27,6 +27,31 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def parse_stage(spec):
+    """Recipe keys of one stage, ``EPOCHS:LR:SHIFT[:frozen][:ema=D]``.
+
+    Raises
+    ------
+    ValueError
+        Naming the stage and the expected form.
+    """
+    fields = spec.split(":")
+    try:
+        stage = dict(epochs=int(fields[0]), lr=float(fields[1]), max_shift=int(fields[2]), freeze_batchnorm=False,
+                     ema=0.0)
+        for extra in fields[3:]:
+            if extra == "frozen":
+                stage["freeze_batchnorm"] = True
+            elif extra.startswith("ema="):
+                stage["ema"] = float(extra[4:])
+            else:
+                raise ValueError(extra)
+    except (ValueError, IndexError):
+        raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:ema=D], "
+                         "e.g. 8:1e-4:0:frozen:ema=0.999") from None
+    return stage
+
+
 def main(argv=None):
     import lowbit
     from lowbit import finetune as ft
@@ -43,8 +68,10 @@ def main(argv=None):
                     help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
     ap.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     args = ap.parse_args(argv)
-    stages = [(int(f[0]), float(f[1]), int(f[2]), f[3:] == ["frozen"])
-              for f in (s.split(":") for s in args.stages.split(","))]
+    try:
+        stages = [parse_stage(s) for s in args.stages.split(",")]
+    except ValueError as e:
+        ap.error(str(e))
     os.makedirs(args.workdir, exist_ok=True)
 
     x, y = mnist("train")
@@ -56,9 +83,8 @@ def main(argv=None):
         fp32 = lowbit.load(args.model)
         teacher = lambda xb: fp32.run(xb, threads=1)  # noqa: E731
     history, seconds = [], 0.0
-    for k, (epochs, lr, shift, frozen) in enumerate(stages, 1):
-        recipe = {**ft.RECIPES["binary"], "epochs": epochs, "lr": lr, "max_shift": shift, "freeze_batchnorm": frozen,
-                  "distill": args.distill, "temperature": args.temperature}
+    for k, stage in enumerate(stages, 1):
+        recipe = {**ft.RECIPES["binary"], **stage, "distill": args.distill, "temperature": args.temperature}
         t0 = time.perf_counter()
         info = train(net, x, y, recipe, seed=args.seed + k - 1, x_test=xt, y_test=yt,
                      checkpoint=os.path.join(args.workdir, f"stage{k}.ckpt.npz"), resume=True, stream=sys.stderr,

@@ -255,3 +255,14 @@ def test_main_finetune_writes_the_output(tiny_onnx, tmp_path):
     assert lowbit.load(out).run(x[:3]).shape == (3, 3)
     with pytest.raises(InputError, match=".lowbit"):
         ft.main_finetune(argparse.Namespace(**{**vars(args), "output": str(tmp_path / "x.onnx")}))
+
+
+def test_finetune_binary_stage_specs():
+    from models.finetune_binary import parse_stage
+
+    assert parse_stage("10:1e-3:1") == dict(epochs=10, lr=1e-3, max_shift=1, freeze_batchnorm=False, ema=0.0)
+    assert parse_stage("8:1e-4:0:frozen:ema=0.999") == dict(epochs=8, lr=1e-4, max_shift=0,
+                                                            freeze_batchnorm=True, ema=0.999)
+    for bad in ("8:1e-4", "8:1e-4:0:froze", "x:1e-4:0", "8:1e-4:0:ema=high"):
+        with pytest.raises(ValueError, match="EPOCHS:LR:SHIFT"):
+            parse_stage(bad)

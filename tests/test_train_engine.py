@@ -84,6 +84,54 @@ def test_freeze_batchnorm_keeps_the_running_statistics():
     assert bn.frozen is False
 
 
+def test_ema_ends_on_the_average_of_the_step_by_step_weights():
+    # Oracle: the same seeded run stopped after k = 0..K steps gives the weights θ_k;
+    # the average is then folded by hand, θ̄_0 = θ_0, θ̄_k = d θ̄_{k-1} + (1 - d) θ_k.
+    x, y = tiny_data()
+    d, steps = 0.8, 9
+    recipe = {**RECIPE, "epochs": 2}
+    thetas = [tiny_net().parameters()]
+    for k in range(1, steps + 1):
+        net = tiny_net()
+        train(net, x, y, recipe, seed=2, stream=None, max_steps=k)
+        thetas.append(net.parameters())
+    expected = {n: v.astype(np.float64) for n, v in thetas[0].items()}
+    for theta in thetas[1:]:
+        expected = {n: d * expected[n] + (1 - d) * theta[n] for n in expected}
+    averaged = tiny_net()
+    train(averaged, x, y, {**recipe, "ema": d}, seed=2, stream=None, max_steps=steps)
+    for n, v in averaged.parameters().items():
+        np.testing.assert_allclose(v, expected[n], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(v, thetas[-1][n], rtol=1e-3, atol=1e-4)  # not the last weights
+
+
+def test_ema_test_accuracy_is_that_of_the_averaged_weights():
+    x, y = tiny_data()
+    xt, yt = tiny_data(40, seed=1)
+    net = tiny_net()
+    info = train(net, x, y, {**RECIPE, "ema": 0.9}, seed=0, stream=None, x_test=xt, y_test=yt)
+    assert info["history"][-1]["test_acc"] == (net.predict(xt).argmax(axis=1) == yt).mean()
+    with pytest.raises(ValueError, match="ema"):
+        train(tiny_net(), x, y, {**RECIPE, "ema": 1.0}, seed=0, stream=None)
+
+
+def test_ema_resume_is_identical_to_uninterrupted(tmp_path):
+    x, y = tiny_data()
+    recipe = {**RECIPE, "ema": 0.7}
+    full = tiny_net()
+    train(full, x, y, recipe, seed=3, stream=None)
+    ckpt = str(tmp_path / "ck.npz")
+    train(tiny_net(), x, y, recipe, seed=3, stream=None, checkpoint=ckpt, max_steps=12)
+    resumed = tiny_net()
+    train(resumed, x, y, recipe, seed=3, stream=None, checkpoint=ckpt, resume=True)
+    for k, v in full.state().items():
+        np.testing.assert_array_equal(v, resumed.state()[k])
+    plain = str(tmp_path / "plain.npz")
+    train(tiny_net(), x, y, RECIPE, seed=3, stream=None, checkpoint=plain, max_steps=6)
+    with pytest.raises(ValueError, match="without ema"):
+        train(tiny_net(), x, y, recipe, seed=3, stream=None, checkpoint=plain, resume=True)
+
+
 def test_same_seed_same_weights_other_seed_differs():
     x, y = tiny_data()
     nets = [tiny_net(s) for s in (0, 0, 1)]

@@ -19,7 +19,7 @@ from lowbit.progress import Progress
 DEFAULT_RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, momentum=0.9,
                       weight_decay=0.0, schedule="cosine", milestones=(), gamma=0.1, min_lr=0.0,
                       warmup=0, max_shift=0, max_rotate=0.0, distill=0.0, temperature=1.0,
-                      freeze_batchnorm=False)
+                      freeze_batchnorm=False, ema=0.0)
 
 
 def evaluate(net, x, y, batch_size=500):
@@ -28,6 +28,19 @@ def evaluate(net, x, y, batch_size=500):
     .. math:: \\text{acc} = \\frac{1}{N} \\sum_n [\\arg\\max_k z_{n,k} = y_n]
     """
     return float((net.predict(x, batch_size).argmax(axis=1) == y).mean())
+
+
+@contextlib.contextmanager
+def swapped_in(params, values):
+    """Within the block the arrays ``params`` hold ``values`` (copied in place, restored after)."""
+    saved = {k: p.copy() for k, p in params.items()}
+    for k, p in params.items():
+        np.copyto(p, values[k])
+    try:
+        yield
+    finally:
+        for k, p in params.items():
+            np.copyto(p, saved[k])
 
 
 @contextlib.contextmanager
@@ -67,7 +80,16 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
     recipe : dict
         Overrides of :data:`DEFAULT_RECIPE`; ``freeze_batchnorm=True`` trains with every
         BatchNorm normalising by its running statistics, which stay fixed
-        (:func:`batchnorm_frozen`).
+        (:func:`batchnorm_frozen`). ``ema`` = :math:`d \\in (0, 1)` keeps an exponential moving
+        average of the trainable parameters, started from their values at the start,
+
+        .. math:: \\bar\\theta_0 = \\theta_0, \\quad
+                  \\bar\\theta_t = d\\,\\bar\\theta_{t-1} + (1 - d)\\,\\theta_t
+
+        after every optimizer step :math:`t`; the per-epoch test accuracy is that of
+        :math:`\\bar\\theta`, and the net ends with :math:`\\theta = \\bar\\theta` (buffers such
+        as BatchNorm statistics are not averaged). With binary weights the average smooths
+        the sign flips of the latent weights near zero.
     seed : int
         Seeds shuffling and augmentation (the net's own seed covers init and dropout).
     x_test, y_test : numpy.ndarray, optional
@@ -95,6 +117,9 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
         raise ValueError(f"recipe distill must lie in [0, 1]; got {lam}")
     if lam and teacher is None:
         raise ValueError("recipe distill > 0 needs a teacher")
+    decay = float(r["ema"])
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"recipe ema must lie in [0, 1); got {decay}")
     n, bs = len(x_train), r["batch_size"]
     steps_per_epoch = n // bs
     total = r["epochs"] * steps_per_epoch
@@ -105,8 +130,9 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
     shuffle_rng, aug_rng = np.random.default_rng(shuffle_ss), np.random.default_rng(aug_ss)
     info = {"epoch": 0, "step": 0, "history": [], "recipe": {k: (list(v) if isinstance(v, tuple) else v)
                                                              for k, v in r.items()}, "seed": seed}
+    average = {k: v.copy() for k, v in net.parameters().items()} if decay else None
     if resume and checkpoint and os.path.exists(checkpoint):
-        info = load_checkpoint(checkpoint, net, opt)
+        info = load_checkpoint(checkpoint, net, opt, average)
         shuffle_rng.bit_generator.state = info["rng"]["shuffle"]
         aug_rng.bit_generator.state = info["rng"]["augment"]
         net.dropout_rng.bit_generator.state = info["rng"]["dropout"]
@@ -130,6 +156,9 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
                     loss, dlogits = (1 - lam) * loss + lam * kd, (1 - lam) * dlogits + lam * dkd
                 net.backward(dlogits)
                 opt.step(params, net.gradients(), lr_at(step))
+                if average is not None:
+                    for k, p in params.items():
+                        average[k] += (1.0 - decay) * (p - average[k])
                 step += 1
                 loss_sum += loss * len(yb)
                 correct += int((logits.argmax(axis=1) == yb).sum())
@@ -141,7 +170,8 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
             entry = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                      "seconds": time.perf_counter() - t0, "lr": lr_at(step - 1)}
             if x_test is not None:
-                entry["test_acc"] = evaluate(net, x_test, y_test)
+                with swapped_in(params, average) if average is not None else contextlib.nullcontext():
+                    entry["test_acc"] = evaluate(net, x_test, y_test)
             info["history"].append(entry)
             if stream:
                 stream.write(" ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
@@ -151,7 +181,10 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
                                                          "augment": aug_rng.bit_generator.state,
                                                          "dropout": net.dropout_rng.bit_generator.state})
             if checkpoint:
-                save_checkpoint(checkpoint, net, opt, info)
+                save_checkpoint(checkpoint, net, opt, info, average)
             if max_steps is not None and step >= max_steps:
                 break
+    if average is not None:
+        for k, p in params.items():
+            np.copyto(p, average[k])
     return info
