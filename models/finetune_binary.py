@@ -5,7 +5,8 @@ Usage::
     python -m models.finetune_binary [--stages 7:1e-3:1,7:3e-4:0] [--workdir DIR] [--out PATH]
 
 Each stage is ``EPOCHS:LR:SHIFT``, optionally followed by ``:frozen`` (training on frozen BatchNorm
-statistics) and ``:ema=D`` (ending on the moving average of the weights, decay D): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
+statistics), ``:ema=D`` (ending on the moving average of the weights, decay D) and ``:float_weights``
+(binary activations on the latent float weights, the first step of two-step training): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
 (:data:`lowbit.finetune.RECIPES`), on the quantized forward pass; a stage starts from the
 weights (and BatchNorm statistics) the previous one ended with, with a fresh optimizer.  ``--distill``
 adds the distillation loss from the fp32 model (``--temperature``).
@@ -28,7 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_stage(spec):
-    """Recipe keys of one stage, ``EPOCHS:LR:SHIFT[:frozen][:ema=D]``.
+    """Recipe keys of one stage, ``EPOCHS:LR:SHIFT[:frozen][:ema=D][:float_weights]``.
+
+    ``float_weights`` is not a recipe key: it switches the binary layers'
+    :attr:`~lowbit.train.layers.quantized.Quantized.weights_quantized` off for the stage.
 
     Raises
     ------
@@ -38,16 +42,18 @@ def parse_stage(spec):
     fields = spec.split(":")
     try:
         stage = dict(epochs=int(fields[0]), lr=float(fields[1]), max_shift=int(fields[2]), freeze_batchnorm=False,
-                     ema=0.0)
+                     ema=0.0, float_weights=False)
         for extra in fields[3:]:
             if extra == "frozen":
                 stage["freeze_batchnorm"] = True
+            elif extra == "float_weights":
+                stage["float_weights"] = True
             elif extra.startswith("ema="):
                 stage["ema"] = float(extra[4:])
             else:
                 raise ValueError(extra)
     except (ValueError, IndexError):
-        raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:ema=D], "
+        raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:ema=D][:float_weights], "
                          "e.g. 8:1e-4:0:frozen:ema=0.999") from None
     return stage
 
@@ -57,6 +63,7 @@ def main(argv=None):
     from lowbit import finetune as ft
     from lowbit.data import mnist
     from lowbit.train import evaluate, to_onnx, train
+    from lowbit.train.layers.quantized import Quantized
 
     ap = argparse.ArgumentParser(prog="python -m models.finetune_binary", description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="7:1e-3:1,7:3e-4:0")
@@ -72,6 +79,8 @@ def main(argv=None):
         stages = [parse_stage(s) for s in args.stages.split(",")]
     except ValueError as e:
         ap.error(str(e))
+    if stages[-1]["float_weights"]:
+        ap.error("the last stage must train the binary weights (drop :float_weights from it)")
     os.makedirs(args.workdir, exist_ok=True)
 
     x, y = mnist("train")
@@ -83,14 +92,20 @@ def main(argv=None):
         fp32 = lowbit.load(args.model)
         teacher = lambda xb: fp32.run(xb, threads=1)  # noqa: E731
     history, seconds = [], 0.0
+    binary_layers = [layer for _, layer, _ in net.nodes if isinstance(layer, Quantized)]
     for k, stage in enumerate(stages, 1):
+        stage = dict(stage)
+        float_weights = stage.pop("float_weights")
+        for layer in binary_layers:
+            layer.weights_quantized = not float_weights
         recipe = {**ft.RECIPES["binary"], **stage, "distill": args.distill, "temperature": args.temperature}
         t0 = time.perf_counter()
         info = train(net, x, y, recipe, seed=args.seed + k - 1, x_test=xt, y_test=yt,
                      checkpoint=os.path.join(args.workdir, f"stage{k}.ckpt.npz"), resume=True, stream=sys.stderr,
                      teacher=teacher)
         seconds += time.perf_counter() - t0
-        history.append({"stage": k, "recipe": info["recipe"], "history": info["history"]})
+        history.append({"stage": k, "recipe": info["recipe"], "float_weights": float_weights,
+                        "history": info["history"]})
     own = evaluate(net, xt, yt)
     q = lowbit.quantize(lowbit.load(to_onnx(net, "deep_convnet_binary").SerializeToString()), "binary",
                         calibration=x[:1000])

@@ -102,6 +102,23 @@ def test_binary_affine_backward_is_the_ste_surrogate(rng):
     _surrogate_check(layer, x, lambda xa, wq, b: xa @ wq.T + b, rng)
 
 
+def test_binary_activations_on_float_weights(rng):
+    # weights_quantized=False: sign inputs, latent weights as they are (two-step training, step 1)
+    conv = Conv(2, 3, 3, rng, stride=1, pad=1)
+    conv.params["b"] = rng.standard_normal(3).astype(np.float32)
+    layer = Quantized(conv, "binary", inputs="sign")
+    layer.weights_quantized = False
+    x = 1.5 * rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    w, b = conv.params["W"].astype(np.float64), conv.params["b"].astype(np.float64)
+    xa = np.where(x < 0, -1.0, 1.0)
+    expect = naive.conv(xa, w, b, pads=[1, 1, 1, 1], strides=[1, 1])
+    np.testing.assert_allclose(layer.forward(x, train=True), expect, rtol=1e-5, atol=1e-5)
+    layer.weights_quantized = True
+    binary = naive.conv(xa, np.abs(w).mean(axis=(1, 2, 3), keepdims=True) * np.where(w < 0, -1.0, 1.0), b,
+                        pads=[1, 1, 1, 1], strides=[1, 1])
+    np.testing.assert_allclose(layer.forward(x), binary, rtol=1e-5, atol=1e-5)
+
+
 def test_kbit_input_ste_masks_out_of_range(rng):
     aff = Affine(5, 2, rng)
     layer = Quantized(aff, "int4", inputs=4)
@@ -260,9 +277,19 @@ def test_main_finetune_writes_the_output(tiny_onnx, tmp_path):
 def test_finetune_binary_stage_specs():
     from models.finetune_binary import parse_stage
 
-    assert parse_stage("10:1e-3:1") == dict(epochs=10, lr=1e-3, max_shift=1, freeze_batchnorm=False, ema=0.0)
+    assert parse_stage("10:1e-3:1") == dict(epochs=10, lr=1e-3, max_shift=1, freeze_batchnorm=False, ema=0.0,
+                                            float_weights=False)
     assert parse_stage("8:1e-4:0:frozen:ema=0.999") == dict(epochs=8, lr=1e-4, max_shift=0,
-                                                            freeze_batchnorm=True, ema=0.999)
+                                                            freeze_batchnorm=True, ema=0.999, float_weights=False)
+    assert parse_stage("10:1e-3:1:float_weights")["float_weights"] is True
     for bad in ("8:1e-4", "8:1e-4:0:froze", "x:1e-4:0", "8:1e-4:0:ema=high"):
         with pytest.raises(ValueError, match="EPOCHS:LR:SHIFT"):
             parse_stage(bad)
+
+
+def test_finetune_binary_last_stage_must_train_binary_weights(capsys):
+    from models.finetune_binary import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--stages", "2:1e-3:1,2:1e-3:1:float_weights"])
+    assert e.value.code == 2 and "last stage" in capsys.readouterr().err

@@ -30,6 +30,10 @@ class Quantized(Layer):
     latent float weights: quantizing the exported model with the same precision
     reproduces this forward pass.
 
+    Setting :attr:`weights_quantized` to False uses the latent weights as they are,
+    :math:`y = f(a(x);\\ W, b)`: the first step of two-step training (binary
+    activations on float weights first, then binary weights too).
+
     Parameters
     ----------
     layer : Conv or Affine
@@ -44,6 +48,7 @@ class Quantized(Layer):
             raise ValueError(f"inputs must be None, 'sign' or a bit count 2..8; got {inputs!r}")
         self.layer, self.quant, self.inputs = layer, ste.get(weights), inputs
         self.params = layer.params
+        self.weights_quantized = True
         if isinstance(inputs, int):
             self.buffers["in_lo"] = np.zeros(1, np.float32)
             self.buffers["in_hi"] = np.zeros(1, np.float32)
@@ -68,7 +73,8 @@ class Quantized(Layer):
     def forward(self, x, train=False):
         xa, self.mask = self._quantize_input(x, train)
         inner = self.layer
-        inner.params = {**self.params, "W": self.quant(self.params["W"])}
+        w = self.params["W"]
+        inner.params = {**self.params, "W": self.quant(w) if self.weights_quantized else w}
         inner.need_dx = self.need_dx
         return inner.forward(xa, train=train)
 
