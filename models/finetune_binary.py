@@ -4,12 +4,13 @@ Usage::
 
     python -m models.finetune_binary [--stages 7:1e-3:1,7:3e-4:0] [--workdir DIR] [--out PATH]
 
-Each stage is ``EPOCHS:LR:SHIFT``, optionally followed by ``:frozen`` (training on frozen BatchNorm
-statistics), ``:ema=D`` (ending on the moving average of the weights, decay D) and ``:float_weights``
-(binary activations on the latent float weights, the first step of two-step training): Adam with cosine decay from LR to 1e-6 and random shifts of up to SHIFT px
-(:data:`lowbit.finetune.RECIPES`), on the quantized forward pass; a stage starts from the
-weights (and BatchNorm statistics) the previous one ended with, with a fresh optimizer.  ``--distill``
-adds the distillation loss from the fp32 model (``--temperature``).
+Each stage is ``EPOCHS:LR:SHIFT``: Adam with cosine decay from LR to 1e-6 and random shifts of up
+to SHIFT px (:data:`lowbit.finetune.RECIPES`) on the quantized forward pass.  Options follow as
+``:NAME``: ``frozen`` (train on frozen BatchNorm statistics), ``constant`` (a constant learning rate),
+``ema=D`` (end on the moving average of the weights, decay D) and ``float_weights`` (binary activations
+on the latent float weights, the first step of two-step training).  A stage starts from the weights
+(and BatchNorm statistics) the previous one ended with, with a fresh optimizer.  ``--distill`` adds
+the distillation loss from the fp32 model (``--temperature``).
 ``lowbit finetune ... --epochs N`` is the one-stage form. Per-stage checkpoints in
 ``--workdir`` let an interrupted run resume. Writes the ``.lowbit`` and
 ``<out stem>.finetune.json`` (history, timing, accuracies) used by the card.
@@ -29,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_stage(spec):
-    """Recipe keys of one stage, ``EPOCHS:LR:SHIFT[:frozen][:ema=D][:float_weights]``.
+    """Recipe keys of one stage, ``EPOCHS:LR:SHIFT[:frozen][:constant][:ema=D][:float_weights]``.
 
     ``float_weights`` is not a recipe key: it switches the binary layers'
     :attr:`~lowbit.train.layers.quantized.Quantized.weights_quantized` off for the stage.
@@ -48,12 +49,14 @@ def parse_stage(spec):
                 stage["freeze_batchnorm"] = True
             elif extra == "float_weights":
                 stage["float_weights"] = True
+            elif extra == "constant":
+                stage["schedule"] = "constant"
             elif extra.startswith("ema="):
                 stage["ema"] = float(extra[4:])
             else:
                 raise ValueError(extra)
     except (ValueError, IndexError):
-        raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:ema=D][:float_weights], "
+        raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:constant][:ema=D][:float_weights], "
                          "e.g. 8:1e-4:0:frozen:ema=0.999") from None
     return stage
 

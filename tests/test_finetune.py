@@ -282,6 +282,7 @@ def test_finetune_binary_stage_specs():
     assert parse_stage("8:1e-4:0:frozen:ema=0.999") == dict(epochs=8, lr=1e-4, max_shift=0,
                                                             freeze_batchnorm=True, ema=0.999, float_weights=False)
     assert parse_stage("10:1e-3:1:float_weights")["float_weights"] is True
+    assert parse_stage("10:5e-5:0:frozen:constant")["schedule"] == "constant"
     for bad in ("8:1e-4", "8:1e-4:0:froze", "x:1e-4:0", "8:1e-4:0:ema=high"):
         with pytest.raises(ValueError, match="EPOCHS:LR:SHIFT"):
             parse_stage(bad)
