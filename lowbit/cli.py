@@ -32,6 +32,7 @@ def _checked(convert, ok, expected: str):
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _checked(float, lambda v: 0.0 < v < np.inf, "a positive number")
+decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 def load_input_array(path: str, keys=("x_test", "x", "x_train")) -> np.ndarray:
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--distill", type=fraction, default=0.0,
                           help="weight in [0, 1] of the distillation loss from the fp32 model (default 0: labels only)")
     finetune.add_argument("--temperature", type=positive_float, default=1.0, help="distillation temperature")
+    finetune.add_argument("--ema", type=decay_rate, default=0.0,
+                          help="end on the moving average of the weights with this decay per step, e.g. 0.999 "
+                               "(default 0: the last weights)")
     finetune.add_argument("-o", "--output", required=True, help="output .lowbit file")
     finetune.set_defaults(func=cmd_finetune)
 

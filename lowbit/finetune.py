@@ -343,7 +343,8 @@ def main_finetune(args):
     """``lowbit finetune MODEL --precision P --data DATA.npz [--epochs N] [--seed S] -o OUT.lowbit``.
 
     ``args`` has ``model``, ``precision``, ``data``, ``epochs`` (None: 10),
-    ``output``, ``seed`` (None: 0) and optionally ``distill`` and ``temperature``.
+    ``output``, ``seed`` (None: 0) and optionally ``distill``, ``temperature`` and ``ema``
+    (the recipe's moving-average decay, :func:`lowbit.train.train`).
     Writes ``output`` atomically; returns 0.
     """
     from . import api
@@ -356,7 +357,8 @@ def main_finetune(args):
     epochs = 10 if args.epochs is None else args.epochs
     q = finetune(args.model, args.precision, x, y, epochs=epochs, x_val=xt, y_val=yt,
                  seed=args.seed or 0, progress=True, distill=getattr(args, "distill", 0.0) or 0.0,
-                 temperature=getattr(args, "temperature", 1.0) or 1.0)
+                 temperature=getattr(args, "temperature", 1.0) or 1.0,
+                 recipe={"ema": getattr(args, "ema", 0.0) or 0.0})
     api.save(q, args.output)
     if xt is not None:
         acc = float((q.run(xt).argmax(axis=1) == yt).mean())

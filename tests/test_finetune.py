@@ -267,9 +267,12 @@ def test_main_finetune_writes_the_output(tiny_onnx, tmp_path):
     model, data, out = tmp_path / "tiny.onnx", tmp_path / "d.npz", tmp_path / "tiny_int4.lowbit"
     onnx.save(tiny_onnx, model)
     np.savez(data, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
-    args = argparse.Namespace(model=str(model), precision="int4", data=str(data), epochs=1, output=str(out), seed=0)
+    args = argparse.Namespace(model=str(model), precision="int4", data=str(data), epochs=1, output=str(out), seed=0,
+                              ema=0.9)
     assert ft.main_finetune(args) == 0
-    assert lowbit.load(out).run(x[:3]).shape == (3, 3)
+    q = lowbit.load(out)
+    assert q.run(x[:3]).shape == (3, 3)
+    assert q.graph.metadata["finetune"]["recipe"]["ema"] == 0.9
     with pytest.raises(InputError, match=".lowbit"):
         ft.main_finetune(argparse.Namespace(**{**vars(args), "output": str(tmp_path / "x.onnx")}))
 
