@@ -2,7 +2,9 @@
 
 Usage::
 
-    python -m models.finetune_binary [--stages 7:1e-3:1,7:3e-4:0] [--workdir DIR] [--out PATH]
+    python -m models.finetune_binary [--stages SPEC,...] [--distill λ] [--temperature T] [--workdir DIR] [--out PATH]
+
+The defaults are the recipe of the committed model.
 
 Each stage is ``EPOCHS:LR:SHIFT``: Adam with cosine decay from LR to 1e-6 and random shifts of up
 to SHIFT px (:data:`lowbit.finetune.RECIPES`) on the quantized forward pass.  Options follow as
@@ -69,14 +71,14 @@ def main(argv=None):
     from lowbit.train.layers.quantized import Quantized
 
     ap = argparse.ArgumentParser(prog="python -m models.finetune_binary", description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="7:1e-3:1,7:3e-4:0")
+    ap.add_argument("--stages", default="10:1e-3:1,10:3e-4:0,8:1e-4:0:frozen")
     ap.add_argument("--model", default=os.path.join(HERE, "deep_convnet.onnx"))
     ap.add_argument("--out", default=os.path.join(HERE, "deep_convnet_binary.lowbit"))
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "deep_convnet_binary"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--distill", type=float, default=0.0,
+    ap.add_argument("--distill", type=float, default=0.5,
                     help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
-    ap.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     args = ap.parse_args(argv)
     try:
         stages = [parse_stage(s) for s in args.stages.split(",")]
