@@ -57,9 +57,11 @@ def parse_stage(spec):
                 stage["ema"] = float(extra[4:])
             else:
                 raise ValueError(extra)
+        if stage["epochs"] < 1 or not 0.0 <= stage["ema"] < 1.0:
+            raise ValueError(spec)
     except (ValueError, IndexError):
         raise ValueError(f"bad stage {spec!r}; expected EPOCHS:LR:SHIFT[:frozen][:constant][:ema=D][:float_weights], "
-                         "e.g. 8:1e-4:0:frozen:ema=0.999") from None
+                         "EPOCHS >= 1 and 0 <= D < 1, e.g. 8:1e-4:0:frozen:ema=0.999") from None
     return stage
 
 

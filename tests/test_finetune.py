@@ -286,7 +286,7 @@ def test_finetune_binary_stage_specs():
                                                             freeze_batchnorm=True, ema=0.999, float_weights=False)
     assert parse_stage("10:1e-3:1:float_weights")["float_weights"] is True
     assert parse_stage("10:5e-5:0:frozen:constant")["schedule"] == "constant"
-    for bad in ("8:1e-4", "8:1e-4:0:froze", "x:1e-4:0", "8:1e-4:0:ema=high"):
+    for bad in ("8:1e-4", "8:1e-4:0:froze", "x:1e-4:0", "8:1e-4:0:ema=high", "8:1e-4:0:ema=1", "0:1e-4:0"):
         with pytest.raises(ValueError, match="EPOCHS:LR:SHIFT"):
             parse_stage(bad)
 
