@@ -163,10 +163,12 @@ def _out_channels(layer):
     return layer.params["W"].shape[0]
 
 
-def qat_net(float_net, precision, seed=0):
+def qat_net(float_net, precision, seed=0, sign_backward="hardtanh"):
     """The fake-quantized version of ``float_net`` for ``precision`` (see the module docstring).
 
     Layers are shared with ``float_net`` (its weights become the latent weights).
+    ``sign_backward`` names the binary layers' surrogate gradient of sign
+    (:data:`lowbit.train.ste.SIGN_GRADIENTS`).
 
     Returns
     -------
@@ -202,7 +204,7 @@ def qat_net(float_net, precision, seed=0):
         if _weighted(layer):
             last_out = _out_channels(layer)
             if i in middle:
-                net.add(name, Quantized(layer, "binary", inputs="sign"))
+                net.add(name, Quantized(layer, "binary", inputs="sign", sign_backward=sign_backward))
                 follower = layers[i + 1][1] if i + 1 < len(layers) else None
                 if not isinstance(follower, BatchNorm):
                     net.add(f"{name}_bn", BatchNorm(last_out))

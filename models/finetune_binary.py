@@ -81,6 +81,8 @@ def main(argv=None):
     ap.add_argument("--distill", type=float, default=0.5,
                     help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
     ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    ap.add_argument("--sign-grad", choices=("hardtanh", "approx"), default="hardtanh",
+                    help="surrogate gradient of the binary activations (lowbit.train.ste.SIGN_GRADIENTS)")
     args = ap.parse_args(argv)
     try:
         stages = [parse_stage(s) for s in args.stages.split(",")]
@@ -92,7 +94,7 @@ def main(argv=None):
 
     x, y = mnist("train")
     xt, yt = mnist("test")
-    net = ft.qat_net(ft.net_from_onnx(args.model, args.seed), "binary", args.seed)
+    net = ft.qat_net(ft.net_from_onnx(args.model, args.seed), "binary", args.seed, sign_backward=args.sign_grad)
     ft.init_batchnorm(net, x[np.random.default_rng(args.seed).permutation(len(x))[:500]])
     teacher = None
     if args.distill:
@@ -119,6 +121,7 @@ def main(argv=None):
     lowbit.save(q, args.out)
     acc = float((lowbit.load(args.out).run(xt).argmax(axis=1) == yt).mean())
     report = dict(stages=history, seed=args.seed, distill=args.distill, temperature=args.temperature,
+                  sign_grad=args.sign_grad,
                   own_forward_test_acc=own, lowbit_test_acc=acc,
                   train_seconds=sum(e["seconds"] for s in history for e in s["history"]),
                   train_seconds_this_run=seconds)

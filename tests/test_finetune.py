@@ -13,7 +13,7 @@ from lowbit.train import Net, to_onnx, train
 from lowbit.train.layers import Affine, Conv, Flatten, MaxPool, ReLU
 from lowbit.train.layers.quantized import Quantized
 from lowbit.train.loss import softmax_cross_entropy
-from lowbit.train.ste import fake_quant_activation, get, sign, sign_grad
+from lowbit.train.ste import approx_sign_grad, fake_quant_activation, get, sign, sign_grad
 from tests.naive import conv_gemm as naive
 
 
@@ -28,6 +28,18 @@ def test_sign_of_zero_is_plus_one_and_grad_is_hardtanh():
     dy = np.arange(1, 9, dtype=np.float32)
     # hardtanh'(x) = 1 on [-1, 1], 0 outside
     assert sign_grad(x, dy).tolist() == [0, 2, 3, 4, 5, 6, 7, 0]
+
+
+def test_approx_sign_grad_is_the_derivative_of_the_piecewise_quadratic():
+    def f(x):  # Bi-Real's ApproxSign, written out piece by piece
+        return np.select([x < -1, x < 0, x < 1], [-np.ones_like(x), 2 * x + x * x, 2 * x - x * x], np.ones_like(x))
+
+    x = np.array([-1.7, -1.0 + 1e-3, -0.6, -0.25, -1e-3, 1e-3, 0.3, 0.8, 1.0 - 1e-3, 1.4])
+    h = 1e-6
+    central = (f(x + h) - f(x - h)) / (2 * h)
+    dy = np.linspace(0.5, 2.0, len(x))
+    np.testing.assert_allclose(approx_sign_grad(x, dy), dy * central, atol=1e-6)
+    assert approx_sign_grad(np.array([0.0]), np.array([1.0]))[0] == 2.0  # the peak, where sign jumps
 
 
 def test_weight_quantizers_match_their_definitions(rng):
@@ -63,7 +75,7 @@ def test_activation_fake_quant_grid_and_mask():
 
 # ---- STE layers: backward equals the surrogate gradient ----------------------------------------
 
-def _surrogate_check(layer, x, fwd, rng):
+def _surrogate_check(layer, x, fwd, rng, factor=lambda x: np.abs(x) <= 1):
     """Analytic grads of sum(R * layer(x)) vs. the surrogate: d/dx of the float op at (a(x), q(W)) times the
     STE mask, and d/dq(W) for the latent weights, both by central differences of an independent oracle."""
     layer.astype(np.float64)
@@ -75,7 +87,7 @@ def _surrogate_check(layer, x, fwd, rng):
     b = layer.params["b"]
     np.testing.assert_allclose(y, fwd(xa, wq, b), atol=1e-10)
     dxa = numgrad(lambda: (r * fwd(xa, wq, b)).sum(), xa)
-    np.testing.assert_allclose(dx, dxa * (np.abs(x) <= 1), atol=1e-6)
+    np.testing.assert_allclose(dx, dxa * factor(x), atol=1e-6)
     dwq = numgrad(lambda: (r * fwd(xa, wq, b)).sum(), wq)
     np.testing.assert_allclose(layer.grads["W"], dwq, atol=1e-6)
     np.testing.assert_allclose(layer.grads["b"], r.sum(axis=tuple(i for i in range(r.ndim) if i != 1)), atol=1e-8)
@@ -100,6 +112,20 @@ def test_binary_affine_backward_is_the_ste_surrogate(rng):
     layer = Quantized(aff, "binary", inputs="sign")
     x = 1.5 * rng.standard_normal((3, 7))
     _surrogate_check(layer, x, lambda xa, wq, b: xa @ wq.T + b, rng)
+
+
+def test_binary_conv_backward_with_approx_sign(rng):
+    conv = Conv(2, 3, 3, rng, stride=2, pad=1)
+    conv.params["b"] = rng.standard_normal(3).astype(np.float32)
+    layer = Quantized(conv, "binary", inputs="sign", sign_backward="approx")
+    x = 1.5 * rng.standard_normal((2, 2, 6, 6))
+
+    def fwd(xa, wq, b):
+        return naive.conv(xa, wq, b, pads=[1, 1, 1, 1], strides=[2, 2])
+
+    _surrogate_check(layer, x, fwd, rng, factor=lambda x: np.clip(2 - 2 * np.abs(x), 0, None))
+    with pytest.raises(ValueError, match="hardtanh, approx"):
+        Quantized(conv, "binary", inputs="sign", sign_backward="tanh")
 
 
 def test_binary_activations_on_float_weights(rng):

@@ -8,7 +8,9 @@ everywhere, so the backward pass substitutes a surrogate:
 * activations, :func:`sign` -- forward :math:`\\mathrm{sign}(x)` with
   :math:`\\mathrm{sign}(0) = +1`; backward the gradient of
   :math:`\\mathrm{hardtanh}(x) = \\mathrm{clip}(x, -1, 1)`:
-  :math:`\\partial L / \\partial x = \\partial L / \\partial y \\cdot [|x| \\le 1]`;
+  :math:`\\partial L / \\partial x = \\partial L / \\partial y \\cdot [|x| \\le 1]`,
+  or (:func:`approx_sign_grad`) the gradient of a piecewise quadratic that is
+  closer to sign near 0;
 * activations, :func:`fake_quant_activation` -- k-bit per-tensor affine grid on
   ``[lo, hi]``; backward passes the gradient inside the range and 0 outside;
 * weights, :class:`WeightQuantizer` -- forward the dequantized values of
@@ -34,6 +36,23 @@ def sign_grad(x, dy):
     .. math:: \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}\\,[|x| \\le 1]
     """
     return dy * (np.abs(x) <= 1).astype(dy.dtype)
+
+
+def approx_sign_grad(x, dy):
+    """ApproxSign STE gradient of :func:`sign`: the derivative of the piecewise quadratic
+
+    .. math:: F(x) = \\begin{cases} -1 & x < -1 \\\\ 2x + x^2 & -1 \\le x < 0 \\\\
+              2x - x^2 & 0 \\le x < 1 \\\\ 1 & x \\ge 1 \\end{cases}, \\qquad
+              \\frac{\\partial L}{\\partial x} = \\frac{\\partial L}{\\partial y}\\,\\max(0,\\ 2 - 2|x|)
+
+    (Liu et al., Bi-Real Net, 2018).  Like hardtanh it passes nothing for
+    :math:`|x| > 1`, but it weights inputs near the sign's jump more.
+    """
+    return dy * np.maximum(0.0, 2.0 - 2.0 * np.abs(x)).astype(dy.dtype)
+
+
+#: Surrogate gradients of :func:`sign` by name (``Quantized(..., sign_backward=NAME)``).
+SIGN_GRADIENTS = {"hardtanh": sign_grad, "approx": approx_sign_grad}
 
 
 def fake_quant_activation(x, lo, hi, bits):

@@ -17,7 +17,8 @@ class Quantized(Layer):
     (:class:`lowbit.train.ste.WeightQuantizer`) and ``a`` the input quantizer:
 
     * ``inputs="sign"``: :math:`a(x) = \\mathrm{sign}(x)` (``sign(0) = +1``), backward
-      :math:`dx = da \\cdot [|x| \\le 1]`; padding of a Conv is applied to ``a(x)``, so a
+      :math:`dx = da \\cdot [|x| \\le 1]` (``sign_backward="hardtanh"``) or
+      :math:`dx = da \\cdot \\max(0, 2 - 2|x|)` (``"approx"``, :func:`lowbit.train.ste.approx_sign_grad`); padding of a Conv is applied to ``a(x)``, so a
       padded tap contributes 0, as in lowbit's binary kernels;
     * ``inputs=k`` (int): k-bit per-tensor fake quantization on a running
       ``[lo, hi]`` (exponential moving average of the batch min/max, momentum 0.9),
@@ -40,13 +41,18 @@ class Quantized(Layer):
     weights : str or lowbit.train.ste.WeightQuantizer
         ``"binary"``, ``"ternary"``, ``"int2"`` .. ``"int8"``.
     inputs : {"sign"} or int or None
+    sign_backward : {"hardtanh", "approx"}
+        The surrogate gradient of ``inputs="sign"`` (:data:`lowbit.train.ste.SIGN_GRADIENTS`).
     """
 
-    def __init__(self, layer, weights, inputs=None):
+    def __init__(self, layer, weights, inputs=None, sign_backward="hardtanh"):
         super().__init__()
         if inputs not in (None, "sign") and not (isinstance(inputs, int) and 2 <= inputs <= 8):
             raise ValueError(f"inputs must be None, 'sign' or a bit count 2..8; got {inputs!r}")
+        if sign_backward not in ste.SIGN_GRADIENTS:
+            raise ValueError(f"sign_backward must be one of {', '.join(ste.SIGN_GRADIENTS)}; got {sign_backward!r}")
         self.layer, self.quant, self.inputs = layer, ste.get(weights), inputs
+        self.sign_backward = sign_backward
         self.params = layer.params
         self.weights_quantized = True
         if isinstance(inputs, int):
@@ -58,7 +64,8 @@ class Quantized(Layer):
         if self.inputs is None:
             return x, None
         if self.inputs == "sign":
-            return ste.sign(x), ((np.abs(x) <= 1) if train else None)
+            # the backward factor: the surrogate's gradient at x for a unit upstream gradient
+            return ste.sign(x), (ste.SIGN_GRADIENTS[self.sign_backward](x, np.ones_like(x)) if train else None)
         lo, hi = self.buffers["in_lo"], self.buffers["in_hi"]
         if train:
             blo, bhi = float(x.min()), float(x.max())
