@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--ema", type=decay_rate, default=0.0,
                           help="end on the moving average of the weights with this decay per step, e.g. 0.999 "
                                "(default 0: the last weights)")
+    finetune.add_argument("--sign-grad", choices=("hardtanh", "approx"), default="hardtanh",
+                          help="surrogate gradient of binary activations: hardtanh (default) or Bi-Real's approx")
     finetune.add_argument("-o", "--output", required=True, help="output .lowbit file")
     finetune.set_defaults(func=cmd_finetune)
 

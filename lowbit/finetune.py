@@ -253,7 +253,8 @@ def init_batchnorm(net, x, batch_size=500):
 
 
 def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_val=None, seed=0,
-             progress=True, recipe=None, checkpoint=None, resume=False, distill=0.0, temperature=1.0):
+             progress=True, recipe=None, checkpoint=None, resume=False, distill=0.0, temperature=1.0,
+             sign_backward="hardtanh"):
     """Fine-tune an fp32 ONNX CNN for ``precision`` with the straight-through estimator.
 
     The float net is restructured for ``precision`` (:func:`qat_net`), trained with
@@ -304,7 +305,7 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
     y_train = np.asarray(y_train)
     if x_train.ndim != 4 or len(x_train) != len(y_train) or len(x_train) == 0:
         raise InputError(f"need float32 (N, C, H, W) images and N labels; got {x_train.shape} and {y_train.shape}")
-    net = qat_net(net_from_onnx(model_path, seed), precision, seed)
+    net = qat_net(net_from_onnx(model_path, seed), precision, seed, sign_backward=sign_backward)
     if tuple(x_train.shape[1:]) != net.input_shape:
         raise InputError(f"images are {x_train.shape[1:]}, the model expects {net.input_shape}")
     r = {**RECIPES[precision], **(recipe or {}), "epochs": int(epochs), "distill": float(distill),
@@ -324,6 +325,7 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
     float_model = api.load(to_onnx(net, name=f"finetuned_{precision}").SerializeToString())
     q = quantize(float_model, precision, calibration=x_train[:1000])
     q.graph.metadata["finetune"] = {"precision": precision, "recipe": info["recipe"], "seed": seed,
+                                    "sign_backward": sign_backward,
                                     "history": info["history"], "train_seconds": seconds}
     return q
 
@@ -345,8 +347,8 @@ def main_finetune(args):
     """``lowbit finetune MODEL --precision P --data DATA.npz [--epochs N] [--seed S] -o OUT.lowbit``.
 
     ``args`` has ``model``, ``precision``, ``data``, ``epochs`` (None: 10),
-    ``output``, ``seed`` (None: 0) and optionally ``distill``, ``temperature`` and ``ema``
-    (the recipe's moving-average decay, :func:`lowbit.train.train`).
+    ``output``, ``seed`` (None: 0) and optionally ``distill``, ``temperature``, ``ema``
+    (the recipe's moving-average decay, :func:`lowbit.train.train`) and ``sign_grad``.
     Writes ``output`` atomically; returns 0.
     """
     from . import api
@@ -360,7 +362,8 @@ def main_finetune(args):
     q = finetune(args.model, args.precision, x, y, epochs=epochs, x_val=xt, y_val=yt,
                  seed=args.seed or 0, progress=True, distill=getattr(args, "distill", 0.0) or 0.0,
                  temperature=getattr(args, "temperature", 1.0) or 1.0,
-                 recipe={"ema": getattr(args, "ema", 0.0) or 0.0})
+                 recipe={"ema": getattr(args, "ema", 0.0) or 0.0},
+                 sign_backward=getattr(args, "sign_grad", None) or "hardtanh")
     api.save(q, args.output)
     if xt is not None:
         acc = float((q.run(xt).argmax(axis=1) == yt).mean())

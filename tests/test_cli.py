@@ -101,7 +101,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value", [("--distill", "1.5"), ("--distill", "half"), ("--temperature", "0"),
-                                         ("--ema", "1"), ("--ema", "-0.5")])
+                                         ("--ema", "1"), ("--ema", "-0.5"), ("--sign-grad", "tanh")])
 def test_finetune_rejects_bad_distillation_settings(tmp_path, small_model, capsys, flag, value):
     out = tmp_path / "o.lowbit"
     with pytest.raises(SystemExit) as exc:

@@ -213,6 +213,9 @@ def test_binary_restructure(tiny_onnx):
                      ("pool1", "MaxPool"), ("conv3", "Quantized"), ("conv3_bn", "BatchNorm"), ("pool2", "MaxPool"),
                      ("flatten", "Flatten"), ("fc1", "Quantized"), ("fc1_bn", "BatchNorm"), ("relu4", "ReLU"),
                      ("fc2", "Affine")]
+    assert {layer.sign_backward for _, layer, _ in net.nodes if isinstance(layer, Quantized)} == {"hardtanh"}
+    approx = ft.qat_net(ft.net_from_onnx(tiny_onnx), "binary", sign_backward="approx")
+    assert {layer.sign_backward for _, layer, _ in approx.nodes if isinstance(layer, Quantized)} == {"approx"}
 
 
 def test_init_batchnorm_averages_batch_statistics(rng):
@@ -284,21 +287,23 @@ def test_finetune_end_to_end_and_errors(tiny_onnx):
         ft.finetune(tiny_onnx, "binary", np.zeros((4, 1, 10, 10), np.float32), y[:4], epochs=1)
 
 
-def test_main_finetune_writes_the_output(tiny_onnx, tmp_path):
+@pytest.mark.parametrize("precision, sign_grad", [("int4", None), ("binary", "approx")])
+def test_main_finetune_writes_the_output(tiny_onnx, tmp_path, precision, sign_grad):
     import argparse
 
     import onnx
 
     x, y = tiny_data(n=100, seed=4)
-    model, data, out = tmp_path / "tiny.onnx", tmp_path / "d.npz", tmp_path / "tiny_int4.lowbit"
+    model, data, out = tmp_path / "tiny.onnx", tmp_path / "d.npz", tmp_path / f"tiny_{precision}.lowbit"
     onnx.save(tiny_onnx, model)
     np.savez(data, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
-    args = argparse.Namespace(model=str(model), precision="int4", data=str(data), epochs=1, output=str(out), seed=0,
-                              ema=0.9)
+    args = argparse.Namespace(model=str(model), precision=precision, data=str(data), epochs=1, output=str(out), seed=0,
+                              ema=0.9, sign_grad=sign_grad)
     assert ft.main_finetune(args) == 0
     q = lowbit.load(out)
     assert q.run(x[:3]).shape == (3, 3)
     assert q.graph.metadata["finetune"]["recipe"]["ema"] == 0.9
+    assert q.graph.metadata["finetune"]["sign_backward"] == (sign_grad or "hardtanh")
     with pytest.raises(InputError, match=".lowbit"):
         ft.main_finetune(argparse.Namespace(**{**vars(args), "output": str(tmp_path / "x.onnx")}))
 
