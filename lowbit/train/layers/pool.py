@@ -48,7 +48,25 @@ def _maxpool_bwd(dy, arg, dx):
                     dx[q, i // w, i % w] += dy[q, a, b]
 
 
-class MaxPool(Layer):
+class _WindowPool(Layer):
+    """A k x k window with stride (default k) and symmetric padding; subclasses name the ONNX op."""
+
+    op = ""
+
+    def __init__(self, kernel, stride=None, pad=0):
+        super().__init__()
+        self.k, self.stride, self.pad = kernel, stride or kernel, pad
+
+    def _out_hw(self, h, w):
+        return out_size(h, self.k, self.stride, self.pad), out_size(w, self.k, self.stride, self.pad)
+
+    def onnx(self, inputs, output, name, **extra):
+        p = self.pad
+        return [node(self.op, inputs, [output], name, kernel_shape=[self.k] * 2,
+                     strides=[self.stride] * 2, pads=[p] * 4, **extra)], []
+
+
+class MaxPool(_WindowPool):
     """Max pooling, ONNX ``MaxPool`` (padding never wins the max).
 
     .. math:: y[n,c,h,w] = \\max_{0 \\le i,j < k} x[n, c, h s + i - p, w s + j - p]
@@ -56,13 +74,11 @@ class MaxPool(Layer):
     The gradient goes to the first maximum of each window.
     """
 
-    def __init__(self, kernel, stride=None, pad=0):
-        super().__init__()
-        self.k, self.stride, self.pad = kernel, stride or kernel, pad
+    op = "MaxPool"
 
     def forward(self, x, train=False):
         n, c, h, w = x.shape
-        oh, ow = out_size(h, self.k, self.stride, self.pad), out_size(w, self.k, self.stride, self.pad)
+        oh, ow = self._out_hw(h, w)
         xm = np.ascontiguousarray(x).reshape(n * c, h, w)
         y = np.empty((n * c, oh, ow), x.dtype)
         arg = np.empty((n * c, oh, ow), np.int32)
@@ -77,25 +93,18 @@ class MaxPool(Layer):
         self.arg = None
         return (dx.reshape(n, c, h, w),)
 
-    def onnx(self, inputs, output, name):
-        p = self.pad
-        return [node("MaxPool", inputs, [output], name, kernel_shape=[self.k] * 2,
-                     strides=[self.stride] * 2, pads=[p] * 4)], []
 
-
-class AvgPool(Layer):
+class AvgPool(_WindowPool):
     """Average pooling, ONNX ``AveragePool`` with ``count_include_pad=1``.
 
     .. math:: y[n,c,h,w] = \\frac{1}{k^2} \\sum_{0 \\le i,j < k} x_{pad}[n, c, h s + i, w s + j]
     """
 
-    def __init__(self, kernel, stride=None, pad=0):
-        super().__init__()
-        self.k, self.stride, self.pad = kernel, stride or kernel, pad
+    op = "AveragePool"
 
     def forward(self, x, train=False):
         n, c, h, w = x.shape
-        oh, ow = out_size(h, self.k, self.stride, self.pad), out_size(w, self.k, self.stride, self.pad)
+        oh, ow = self._out_hw(h, w)
         cols = im2col(x.reshape(n * c, 1, h, w), self.k, self.k, self.stride, self.pad)
         self.x_shape = x.shape
         return cols.mean(axis=1).reshape(n, c, oh, ow).astype(x.dtype)
@@ -109,9 +118,7 @@ class AvgPool(Layer):
         return (dx.reshape(n, c, h, w),)
 
     def onnx(self, inputs, output, name):
-        p = self.pad
-        return [node("AveragePool", inputs, [output], name, kernel_shape=[self.k] * 2,
-                     strides=[self.stride] * 2, pads=[p] * 4, count_include_pad=1)], []
+        return super().onnx(inputs, output, name, count_include_pad=1)
 
 
 class GlobalAvgPool(Layer):
