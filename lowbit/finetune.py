@@ -32,9 +32,13 @@ from .errors import InputError, LowbitError
 
 PRECISIONS = ("binary", "ternary", "int4", "int2")
 
-#: Training recipes per precision (keys of :data:`lowbit.train.DEFAULT_RECIPE`).
+#: Training recipes per precision (keys of :data:`lowbit.train.DEFAULT_RECIPE`).  Binary
+#: training normalises with BatchNorm statistics frozen at their first estimate (γ and β
+#: still learn): with batch statistics the sign thresholds of training and inference
+#: differ, and the test accuracy swung by up to 8 points between epochs (models/deep_convnet_binary.md).
 RECIPES = {
-    "binary": dict(batch_size=100, optimizer="adam", lr=1e-3, schedule="cosine", min_lr=1e-6, max_shift=1),
+    "binary": dict(batch_size=100, optimizer="adam", lr=1e-3, schedule="cosine", min_lr=1e-6, max_shift=1,
+                   freeze_batchnorm=True),
     "ternary": dict(batch_size=100, optimizer="adam", lr=2e-4, schedule="cosine", min_lr=1e-6, max_shift=1),
     "int4": dict(batch_size=100, optimizer="adam", lr=1e-4, schedule="cosine", min_lr=1e-6, max_shift=1),
     "int2": dict(batch_size=100, optimizer="adam", lr=5e-4, schedule="cosine", min_lr=1e-6, max_shift=1),
@@ -257,7 +261,9 @@ def finetune(model_path, precision, x_train, y_train, *, epochs, x_val=None, y_v
              sign_backward="hardtanh"):
     """Fine-tune an fp32 ONNX CNN for ``precision`` with the straight-through estimator.
 
-    The float net is restructured for ``precision`` (:func:`qat_net`), trained with
+    The float net is restructured for ``precision`` (:func:`qat_net`), its new
+    BatchNorms get the statistics of 500 training images (:func:`init_batchnorm`;
+    for ``binary`` they stay frozen there), and it is trained with
     Adam, a cosine learning-rate schedule and small random shifts
     (:data:`RECIPES`) on softmax cross-entropy of the *quantized* forward pass,
     exported to ONNX with its latent float weights, loaded with

@@ -304,6 +304,8 @@ def test_main_finetune_writes_the_output(tiny_onnx, tmp_path, precision, sign_gr
     assert q.run(x[:3]).shape == (3, 3)
     assert q.graph.metadata["finetune"]["recipe"]["ema"] == 0.9
     assert q.graph.metadata["finetune"]["sign_backward"] == (sign_grad or "hardtanh")
+    # binary trains on frozen BatchNorm statistics (the int4 tiny net has no BatchNorm to freeze)
+    assert q.graph.metadata["finetune"]["recipe"]["freeze_batchnorm"] == (precision == "binary")
     with pytest.raises(InputError, match=".lowbit"):
         ft.main_finetune(argparse.Namespace(**{**vars(args), "output": str(tmp_path / "x.onnx")}))
 
