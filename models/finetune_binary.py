@@ -73,7 +73,7 @@ def main(argv=None):
     from lowbit.train.layers.quantized import Quantized
 
     ap = argparse.ArgumentParser(prog="python -m models.finetune_binary", description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="10:1e-3:1,10:3e-4:0,8:1e-4:0:frozen")
+    ap.add_argument("--stages", default="10:1e-3:1:frozen,10:3e-4:0:frozen,8:1e-4:0:frozen")
     ap.add_argument("--model", default=os.path.join(HERE, "deep_convnet.onnx"))
     ap.add_argument("--out", default=os.path.join(HERE, "deep_convnet_binary.lowbit"))
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "deep_convnet_binary"))
