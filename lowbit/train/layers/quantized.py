@@ -18,8 +18,8 @@ class Quantized(Layer):
 
     * ``inputs="sign"``: :math:`a(x) = \\mathrm{sign}(x)` (``sign(0) = +1``), backward
       :math:`dx = da \\cdot [|x| \\le 1]` (``sign_backward="hardtanh"``) or
-      :math:`dx = da \\cdot \\max(0, 2 - 2|x|)` (``"approx"``, :func:`lowbit.train.ste.approx_sign_grad`); padding of a Conv is applied to ``a(x)``, so a
-      padded tap contributes 0, as in lowbit's binary kernels;
+      :math:`dx = da \\cdot \\max(0, 2 - 2|x|)` (``"approx"``, :func:`lowbit.train.ste.approx_sign_grad`);
+      padding of a Conv is applied to ``a(x)``, so a padded tap contributes 0, as in lowbit's binary kernels;
     * ``inputs=k`` (int): k-bit per-tensor fake quantization on a running
       ``[lo, hi]`` (exponential moving average of the batch min/max, momentum 0.9),
       backward :math:`dx = da \\cdot [lo \\le x \\le hi]`;
