@@ -71,6 +71,7 @@ def main(argv=None):
     from lowbit.data import mnist
     from lowbit.train import evaluate, to_onnx, train
     from lowbit.train.layers.quantized import Quantized
+    from lowbit.train.ste import SIGN_GRADIENTS
 
     ap = argparse.ArgumentParser(prog="python -m models.finetune_binary", description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="10:1e-3:1:frozen,10:3e-4:0:frozen,8:1e-4:0:frozen")
@@ -81,7 +82,7 @@ def main(argv=None):
     ap.add_argument("--distill", type=float, default=0.5,
                     help="weight of the distillation loss from the fp32 model (0: plain cross-entropy)")
     ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
-    ap.add_argument("--sign-grad", choices=("hardtanh", "approx"), default="hardtanh",
+    ap.add_argument("--sign-grad", choices=tuple(SIGN_GRADIENTS), default="hardtanh",
                     help="surrogate gradient of the binary activations (lowbit.train.ste.SIGN_GRADIENTS)")
     args = ap.parse_args(argv)
     try:

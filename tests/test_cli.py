@@ -1,4 +1,5 @@
 """The lowbit command: results, exit codes, one-line errors, no partial files."""
+import argparse
 import subprocess
 import sys
 
@@ -111,3 +112,13 @@ def test_finetune_rejects_bad_distillation_settings(tmp_path, small_model, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert flag in err and value in err
     assert not out.exists()
+
+
+def test_finetune_sign_grad_choices_are_the_trainers():
+    # the CLI lists the names literally (importing the trainer would slow every command's start)
+    from lowbit.cli import build_parser
+    from lowbit.train.ste import SIGN_GRADIENTS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["finetune"]._actions if a.dest == "sign_grad")
+    assert tuple(action.choices) == tuple(SIGN_GRADIENTS)

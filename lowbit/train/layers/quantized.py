@@ -64,8 +64,8 @@ class Quantized(Layer):
         if self.inputs is None:
             return x, None
         if self.inputs == "sign":
-            # the backward factor: the surrogate's gradient at x for a unit upstream gradient
-            return ste.sign(x), (ste.SIGN_GRADIENTS[self.sign_backward](x, np.ones_like(x)) if train else None)
+            # the backward factor: the surrogate's gradient at x for a unit upstream gradient (a broadcast scalar)
+            return ste.sign(x), (ste.SIGN_GRADIENTS[self.sign_backward](x, np.ones((), x.dtype)) if train else None)
         lo, hi = self.buffers["in_lo"], self.buffers["in_hi"]
         if train:
             blo, bhi = float(x.min()), float(x.max())
