@@ -57,6 +57,13 @@ KERNELS = {
     ("Pad", "fp32"): shape_ops.pad,
     ("Identity", "fp32"): shape_ops.identity,
     ("Dropout", "fp32"): shape_ops.dropout,
+    # --- resampling (Resize, Upsample)
+    # --- transposed convolution
+    # --- elementwise math, comparisons and logic
+    # --- more activations
+    # --- reductions, arg-reductions and top-k
+    # --- normalisation over other axes (LayerNorm, InstanceNorm, GroupNorm)
+    # --- more data movement
     # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
     ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,
     ("DequantizeLinear", "int8"): quantize_int8.dequantize_linear,
