@@ -408,6 +408,8 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     for name, values in (("strides", strides), ("dilations", dilations)):
         if values is not None and (len(values) != 2 or min(int(v) for v in values) < 1):
             raise ValueError(f"Conv {name} must be 2 positive integers for a 2-D input, got {list(values)}")
+    if pads is not None and any(int(p) < 0 for p in pads):
+        raise ValueError(f"Conv pads {tuple(int(p) for p in pads)} must be non-negative")
     _, (sh, sw), (dh, dw), (ph, pw), _, (ho, wo) = window_attributes(
         x.shape, (kh_, kw_), strides, dilations, pads, auto_pad)
     if ho < 1 or wo < 1:
@@ -447,7 +449,11 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
         pad_w_end = wo + 2 - w_in - pw
         pad_h_end = ho + 2 * dh - h - ph
         pitch = max(w_in + max(pw, pad_w_end), wo)
-        gap = max(ph, pad_h_end, 0)
+        # The zero rows between two stacked images serve as the bottom pad of
+        # one and the top pad of the next (gap >= both), and each image's
+        # ho output rows must fit in its h + gap plane rows, so the pads
+        # together may exceed the gap by at most the kernel's reach (2 * dh).
+        gap = max(ph, pad_h_end, ph + pad_h_end - 2 * dh)
         per_image = (h + gap) * pitch
         if per_image <= _MAX_WASTE * ho * wo or kg < _IM2COL_MIN_K:
             _direct3x3(x, w, bias, y, group, mg, cg, dh, ph, pw, pitch, gap, per_image, nthreads, lo, hi)

@@ -194,8 +194,10 @@ def _slab_kernel(x, offs, wpk, bias, corr, mult, shift, y, n_img, c_in, h, w_in,
                     plane = ((img * m_out + mo) * ho + oh0) * wo
                     for r in range(rows_out):
                         # Every row but the last is written LANES-wide: its spill past wo lands on
-                        # the next row's start, which is written next (whole vectors, no remainder).
-                        width = wpad if r < rows_out - 1 else wo
+                        # the next rows' starts, which are written next (whole vectors, no remainder).
+                        # The spill stays inside this block's rows of this channel: beyond them lie
+                        # rows of other blocks (other threads) and, after the last plane, the end of y.
+                        width = min(wpad, (rows_out - r) * wo) if r < rows_out - 1 else wo
                         src = acc[m * pp + r * ws:m * pp + r * ws + width]
                         dst = y[plane + r * wo:plane + r * wo + width]
                         for col in range(width):
