@@ -166,3 +166,57 @@ def test_binary_conv_matches_naive(geometry, seed):
     expected = naive_binary.conv(naive_binary.sign(x), naive_binary.sign(wt), attrs["pads"], attrs["strides"],
                                  attrs["dilations"])
     assert np.array_equal(got, expected)
+
+
+@st.composite
+def pool_geometries(draw):
+    """(x shape, attributes) of a 2-D pool whose output is not empty (pads smaller than the kernel, as the
+    pools require)."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pads = [draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw)]
+    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    h = max(h, (kh - 1) * dh + 1 - pads[0] - pads[2], 1)
+    w = max(w, (kw - 1) * dw + 1 - pads[1] - pads[3], 1)
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], pads=pads,
+                 ceil_mode=draw(st.integers(0, 1)))
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 70)), h, w), attrs
+
+
+@FUZZ
+@given(geometry=pool_geometries(), seed=st.integers(0, 2 ** 16))
+def test_pools_match_naive(geometry, seed):
+    from lowbit.kernels.binary import binary_max_pool
+    from lowbit.kernels.float import pool
+    from lowbit.kernels.int8 import pool as pool_int8
+    from tests.naive import ops as naive_ops
+
+    shape, attrs = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    _close(pool.max_pool(x, **attrs), naive_ops.max_pool(x, **attrs))
+    # A window entirely in the padding has no taps to average: leave those geometries to the spec's
+    # count_include_pad=1 form, which divides by the full window.
+    _close(pool.average_pool(x, count_include_pad=1, **attrs),
+           naive_ops.average_pool(x, count_include_pad=1, **attrs))
+    xq = rng.integers(0, 256, shape).astype(np.uint8)
+    assert np.array_equal(pool_int8.max_pool_int8(xq, **attrs), naive_int8.max_pool(xq, **attrs))
+    expected = naive_binary.max_pool(naive_binary.sign(x), **{k: attrs[k] for k in ("kernel_shape", "pads", "strides",
+                                                                                     "dilations", "ceil_mode")})
+    got = binary_max_pool(pack_signs(x), channels=shape[1], **attrs)
+    assert np.array_equal(got, naive_binary.pack(expected, 1))
+
+
+@pytest.mark.parametrize("pads", [[2, 0, 0, 0], [0, 0, 0, 3], [2, 2, 2, 2]])
+def test_pools_refuse_pads_as_wide_as_the_window(pads):
+    from lowbit.kernels.float import pool
+    from lowbit.kernels.int8 import pool as pool_int8
+
+    x = np.zeros((1, 1, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="smaller than kernel_shape"):
+        pool.max_pool(x, kernel_shape=[2, 2], pads=pads)
+    with pytest.raises(ValueError, match="smaller than kernel_shape"):
+        pool.average_pool(x, kernel_shape=[2, 2], pads=pads)
+    with pytest.raises(ValueError, match="smaller than kernel_shape"):
+        pool_int8.max_pool_int8(x.astype(np.uint8), kernel_shape=[2, 2], pads=pads)

@@ -130,6 +130,9 @@ def pool_window(op: str, x, kernel_shape, strides, dilations, pads, auto_pad, ce
         raise ValueError(f"{op}: 'pads' must be {2 * rank} non-negative ints, got {tuple(pads)}")
     kernel, stride, dilation, begin, end, out_spatial = window_attributes(
         x.shape, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    if any(b >= k or e >= k for b, e, k in zip(begin, end, kernel)):
+        # As onnxruntime: a pad as wide as the window would make windows of padding only.
+        raise ValueError(f"{op}: pads {begin}+{end} must be smaller than kernel_shape {kernel}")
     if any(o < 1 for o in out_spatial):
         raise ValueError(f"{op}: window {kernel} (dilations {dilation}, pads {begin}+{end}) "
                          f"does not fit input shape {x.shape}")
