@@ -152,6 +152,10 @@ class _Canonicalizer:
             attrs.pop("consumed_inputs", None)
         elif op == "Dropout":
             attrs.pop("is_test", None)
+        elif op == "GroupNormalization" and opset < 21:
+            # Opsets 18-20: scale and bias hold one value per group (21: per channel).  The channel
+            # count is not known here, so the values are not repeated; the kernel reads this flag.
+            attrs["per_group"] = 1
 
 
 def _structural_problem(op: str, node) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .float import gelu, layer_norm, normalization_more
 from .int8 import conv as conv_int8
 from .int8 import elementwise as elementwise_int8
 from .int8 import gemm as gemm_int8
@@ -63,6 +64,10 @@ KERNELS = {
     # --- more activations
     # --- reductions, arg-reductions and top-k
     # --- normalisation over other axes (LayerNorm, InstanceNorm, GroupNorm)
+    ("LayerNormalization", "fp32"): layer_norm.layer_normalization,
+    ("InstanceNormalization", "fp32"): normalization_more.instance_normalization,
+    ("GroupNormalization", "fp32"): normalization_more.group_normalization,
+    ("Gelu", "fp32"): gelu.gelu,
     # --- more data movement
     # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
     ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,

@@ -313,41 +313,56 @@ def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0,
 
 
 def matmul(a, b):
-    """ONNX MatMul (numpy ``matmul`` semantics) in fp32.
+    """ONNX MatMul (numpy ``matmul`` semantics).
 
     ``Y[..., i, j] = sum_k A[..., i, k] * B[..., k, j]`` with the batch axes
     broadcast numpy-style; a 1-D ``A`` is a row (its axis removed from the
-    result), a 1-D ``B`` a column.
+    result), a 1-D ``B`` a column.  float32 (and float16, computed in
+    float32) runs on the GEMM micro-kernel; float64 and the integer types
+    of the spec (int32, int64, uint32, uint64; wrapping like the C types)
+    run through ``numpy.matmul`` in their own dtype.
 
     Parameters
     ----------
     a, b : ndarray
-        float32 operands, at least 1-D.
+        Operands of one dtype, at least 1-D.
 
     Returns
     -------
     ndarray
-        float32, C-contiguous.
+        The operands' dtype, C-contiguous.
     """
-    a = np.asarray(a, dtype=np.float32)
-    b = np.asarray(b, dtype=np.float32)
+    a = np.asarray(a)
+    b = np.asarray(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"MatMul operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"MatMul inner dimensions differ: A is {a.shape}, B is {b.shape}")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"MatMul batch axes do not broadcast: A is {a.shape}, B is {b.shape}") from None
+    if a.dtype != b.dtype and not (a.dtype.kind == b.dtype.kind == "f"):
+        raise ValueError(f"MatMul operands must have one dtype, got {a.dtype} and {b.dtype}")
+    if a.dtype.kind in "iu" or a.dtype == np.float64:
+        return np.ascontiguousarray(np.matmul(a, b))
+    if a.dtype.kind != "f":
+        raise ValueError(f"MatMul: expected float or integer operands, got {a.dtype} and {b.dtype}")
+    y = _matmul_fp32(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
+    return y if a.dtype == np.float32 else y.astype(a.dtype)
+
+
+def _matmul_fp32(a, b):
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     m, k = a2.shape[-2:]
-    kb, n = b2.shape[-2:]
-    if k != kb:
-        raise ValueError(f"MatMul inner dimensions differ: A is {a.shape}, B is {b.shape}")
-    try:
-        batch_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    except ValueError:
-        raise ValueError(f"MatMul batch axes do not broadcast: A is {a.shape}, B is {b.shape}") from None
+    n = b2.shape[-1]
+    batch_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     batch = math.prod(batch_shape)
-    if b2.ndim == 2:
+    if math.prod(b2.shape[:-2]) == 1:
         # One shared right operand: fold the batch into the rows of one product.
         a3 = np.broadcast_to(a2, batch_shape + (m, k)).reshape(1, batch * m, k)
-        y = _batched_product(a3, b2.T[None]).reshape(batch_shape + (m, n))
+        y = _batched_product(a3, b2.reshape(k, n).T[None]).reshape(batch_shape + (m, n))
     else:
         a3 = np.broadcast_to(a2, batch_shape + (m, k)).reshape(batch, m, k)
         bt3 = np.swapaxes(np.broadcast_to(b2, batch_shape + (k, n)), -1, -2).reshape(batch, n, k)
