@@ -59,6 +59,9 @@ FASTMATH_FLAGS = frozenset({"reassoc", "contract"})
 #: Default number of images run through the graph at once by the executor.
 DEFAULT_BATCH_SIZE = 256
 
+#: Largest tensor (in elements) that load-time constant folding may create: 2**26 floats are 256 MiB.
+MAX_FOLDED_ELEMENTS = 1 << 26
+
 
 def jit(fn=None, *, multithread: bool = False, fast: bool = False):
     """Compile ``fn`` with lowbit's Numba flags.

@@ -8,7 +8,7 @@ ops (opsets 7 to 21) into one canonical form, the newest:
 * Clip (< 11) ``min``/``max`` attributes, Pad (< 11) ``pads``/``value``,
   Squeeze/Unsqueeze (< 13) ``axes`` and Split (< 13) ``split`` become
   constant inputs;
-* Softmax/LogSoftmax (< 13) keep their 2-D coercion semantics through the
+* Softmax/LogSoftmax/Hardmax (< 13) keep their 2-D coercion semantics through the
   lowbit attribute ``legacy_flatten=1``;
 * old IR files that list initializers among the graph inputs are read with
   those names as constants.
@@ -25,32 +25,36 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelLoadError, UnsupportedOpError
+from ..io.files import read_regular_file
+from .external_data import load_external_data
 from .ir import Graph, Node, ValueInfo
-
-MIN_OPSET, MAX_OPSET = 7, 21
+from .validate import MAX_OPSET, MIN_OPSET, check_graph, check_proto
 ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def read_model_proto(source) -> onnx.ModelProto:
     """Read an ONNX ModelProto from a path, bytes, or a ModelProto."""
+    return _read(source)[0]
+
+
+def _read(source):
+    """``(model, label)``: the ModelProto, its external data loaded, and a name for messages."""
     if isinstance(source, onnx.ModelProto):
-        return source
+        return source, "the given model"
+    folder = None
     if isinstance(source, (bytes, bytearray)):
         data, label = bytes(source), "the given bytes"
     else:
         path = Path(os.fspath(source))
-        if not path.exists():
-            raise ModelLoadError(f"model file not found: {path}")
-        if path.is_dir():
-            raise ModelLoadError(f"expected a model file, got a directory: {path}")
-        data, label = path.read_bytes(), str(path)
+        data, label, folder = read_regular_file(path, "model"), str(path), path.parent
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError or RuntimeWarning-like errors
         raise ModelLoadError(f"{label} is not an ONNX model ({type(exc).__name__}); expected an .onnx protobuf file") from None
     if not model.graph.node or not model.opset_import:
         raise ModelLoadError(f"{label} is not an ONNX model (no graph nodes or opset found); expected an .onnx protobuf file")
-    return model
+    load_external_data(model, folder, label)
+    return model, label
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -68,10 +72,17 @@ def numpy_dtype(elem_type: int):
 
 
 def value_info(proto) -> ValueInfo:
+    """A graph input, output or value_info entry as a :class:`ValueInfo`.
+
+    Exporters write a dynamic dim as a ``dim_param`` name, as -1 or 0, or
+    leave it unset; each of these becomes ``None``.  No shape at all gives
+    ``shape=None`` (rank unknown).
+    """
     ttype = proto.type.tensor_type
     shape = None
     if ttype.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                      for d in ttype.shape.dim)
     return ValueInfo(proto.name, shape, numpy_dtype(ttype.elem_type) if ttype.elem_type else None)
 
 
@@ -136,15 +147,22 @@ class _Canonicalizer:
             value = attrs.pop("value", 0.0)
             inputs[1:] = [self.add_constant(name, "pads", np.array(pads, dtype=np.int64)),
                           self.add_constant(name, "value", np.float32(value))]
-        elif op == "ReduceMean" and opset < 18 and "axes" in attrs:
-            inputs[1:] = [self.add_constant(name, "axes", np.array(attrs.pop("axes"), dtype=np.int64))]
+        # Reduce* keep an ``axes`` attribute (before opset 13 / 18) as written: their kernels take both forms.
         elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
             inputs[1:] = [self.add_constant(name, "axes", np.array(attrs.pop("axes"), dtype=np.int64))]
         elif op == "Split" and opset < 13 and "split" in attrs:
             inputs[1:] = [self.add_constant(name, "split", np.array(attrs.pop("split"), dtype=np.int64))]
+        elif op == "Resize" and opset < 11:
+            # Resize-10 is (X, scales) with asymmetric coordinates; onnxruntime rounds its nearest
+            # source index down on an enlarged axis and up on a shrunk one (equal on a kept one).
+            scales = self.constants.get(inputs[1]) if len(inputs) > 1 else None
+            shrinks = scales is not None and np.all(np.asarray(scales) <= 1)
+            inputs[1:] = ["", inputs[1] if len(inputs) > 1 else ""]
+            attrs["coordinate_transformation_mode"] = "asymmetric"
+            attrs["nearest_mode"] = "ceil" if shrinks else "floor"
         if op == "Split" and (len(inputs) < 2 or not inputs[1]) and "num_outputs" not in attrs:
             attrs["num_outputs"] = self.n_outputs  # before opset 18: equal parts, one per output
-        elif op in ("Softmax", "LogSoftmax") and opset < 13:
+        elif op in ("Softmax", "LogSoftmax", "Hardmax") and opset < 13:
             attrs.setdefault("axis", 1)
             attrs["legacy_flatten"] = 1
         elif op == "BatchNormalization":
@@ -188,11 +206,8 @@ def import_onnx(source, supported_ops) -> Graph:
     UnsupportedOpError
         Lists every unsupported op type with its node names.
     """
-    model = read_model_proto(source)
-    opset = default_opset(model)
-    if opset < MIN_OPSET:
-        raise ModelLoadError(f"model opset {opset} is too old; lowbit reads opsets {MIN_OPSET} to {MAX_OPSET} "
-                             "(upgrade it with onnx.version_converter)")
+    model, label = _read(source)
+    opset = check_proto(model, label)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:
@@ -243,5 +258,6 @@ def import_onnx(source, supported_ops) -> Graph:
     graph = Graph(nodes=nodes, inputs=inputs, outputs=outputs, constants=constants,
                   name=g.name or "graph", opset=opset)
     graph.metadata["static_shapes"] = shapes
+    check_graph(graph, label)
     graph.metadata["producer"] = f"{model.producer_name} {model.producer_version}".strip()
     return graph

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import MAX_FOLDED_ELEMENTS
+from ..errors import ModelLoadError
+from .fusions import fuse_patterns
 from .ir import Graph, Node
 
 FOLDABLE_SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul",
@@ -28,19 +31,66 @@ FOLDABLE_SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast
 
 
 def fold_constants(graph: Graph, kernel_for) -> None:
-    """Run every node whose inputs are all constants; keep its outputs as constants."""
+    """Run every node whose inputs are all constants; keep its outputs as constants.
+
+    A node that cannot run on its constants, or whose output would exceed
+    :data:`lowbit.config.MAX_FOLDED_ELEMENTS`, is refused with a
+    :class:`~lowbit.errors.ModelLoadError` naming it (a 200-byte model must not
+    allocate gigabytes at load).
+    """
     kept = []
     for node in graph.nodes:
         if node.inputs and all(name == "" or name in graph.constants for name in node.inputs):
             args = [graph.constants[n] if n else None for n in node.inputs]
-            result = kernel_for(node.op_type, "fp32")(*args, **node.attrs)
+            _check_folded_size(node, args)
+            try:
+                result = kernel_for(node.op_type, "fp32")(*args, **node.attrs)
+            except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError, MemoryError) as exc:
+                shapes = [None if a is None else tuple(np.shape(a)) for a in args]
+                raise ModelLoadError(f"node '{node.name}' ({node.op_type}) cannot run on its constant inputs "
+                                     f"{shapes}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             results = result if isinstance(result, tuple) else (result,)
+            for value in results:
+                if np.size(value) > MAX_FOLDED_ELEMENTS:
+                    raise ModelLoadError(f"node '{node.name}' ({node.op_type}) folds to {np.size(value):,} elements; "
+                                         f"expected at most {MAX_FOLDED_ELEMENTS:,}")
             for name, value in zip(node.outputs, results):
                 if name:
                     graph.constants[name] = np.asarray(value)
         else:
             kept.append(node)
     graph.nodes = kept
+
+
+def _check_folded_size(node, args) -> None:
+    """Refuse, before allocating, the ops that make large tensors out of small constants."""
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape":
+            dims = [int(d) for d in np.asarray(args[0]).reshape(-1)]
+        elif op == "Expand":
+            target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
+            shape = list(np.shape(args[0]))
+            rank = max(len(target), len(shape))
+            target, shape = [1] * (rank - len(target)) + target, [1] * (rank - len(shape)) + shape
+            dims = [max(a, b) for a, b in zip(target, shape)]
+        elif op == "Tile":
+            dims = [int(s) * int(r) for s, r in zip(np.shape(args[0]), np.asarray(args[1]).reshape(-1))]
+        elif op == "Range":
+            start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in args[:3])
+            dims = [max(0, int(np.ceil((limit - start) / delta)))] if delta else [0]
+        else:
+            return
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return  # malformed inputs: the kernel itself reports them
+    count = 1
+    for d in dims:
+        if d < 0:
+            return
+        count *= d
+    if count > MAX_FOLDED_ELEMENTS:
+        raise ModelLoadError(f"node '{node.name}' ({op}) would fold to {count:,} elements at load; "
+                             f"expected at most {MAX_FOLDED_ELEMENTS:,}")
 
 
 def shape_derived(graph: Graph) -> set:
@@ -214,6 +264,7 @@ def optimize(graph: Graph, kernel_for, evaluate) -> Graph:
     fold_shape_plumbing(graph, evaluate)
     fold_constants(graph, kernel_for)
     remove_noops(graph)
+    fuse_patterns(graph)   # written-out LayerNorm / GELU chains -> one node each
     fold_batchnorm(graph)
     fuse_activations(graph)
     eliminate_dead(graph)
