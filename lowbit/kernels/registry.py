@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .float import argreduce, topk
 from .float import gelu, layer_norm, normalization_more
 from .int8 import conv as conv_int8
 from .int8 import elementwise as elementwise_int8
@@ -63,6 +64,19 @@ KERNELS = {
     # --- elementwise math, comparisons and logic
     # --- more activations
     # --- reductions, arg-reductions and top-k
+    ("ReduceSum", "fp32"): reduce.reduce_sum,
+    ("ReduceMax", "fp32"): reduce.reduce_max,
+    ("ReduceMin", "fp32"): reduce.reduce_min,
+    ("ReduceProd", "fp32"): reduce.reduce_prod,
+    ("ReduceL1", "fp32"): reduce.reduce_l1,
+    ("ReduceL2", "fp32"): reduce.reduce_l2,
+    ("ReduceSumSquare", "fp32"): reduce.reduce_sum_square,
+    ("ReduceLogSum", "fp32"): reduce.reduce_log_sum,
+    ("ReduceLogSumExp", "fp32"): reduce.reduce_log_sum_exp,
+    ("ArgMax", "fp32"): argreduce.argmax,
+    ("ArgMin", "fp32"): argreduce.argmin,
+    ("TopK", "fp32"): topk.top_k,
+    ("Hardmax", "fp32"): softmax.hardmax,
     # --- normalisation over other axes (LayerNorm, InstanceNorm, GroupNorm)
     ("LayerNormalization", "fp32"): layer_norm.layer_normalization,
     ("InstanceNormalization", "fp32"): normalization_more.instance_normalization,

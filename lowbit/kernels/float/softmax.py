@@ -1,4 +1,4 @@
-"""fp32 Softmax and LogSoftmax, over one axis or (legacy) a flattened tail."""
+"""fp32 Softmax, LogSoftmax and Hardmax, over one axis or (legacy, opset < 13) a flattened tail."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from lowbit.config import jit
+from lowbit.kernels.float.argreduce import arg_lines
 from lowbit.kernels.float.gemm import claim, run_threads
 
 
@@ -58,8 +59,8 @@ def _softmax_worker(x, out, log, chunk, counter):
         _softmax_rows(x, out, item * chunk, min(x.shape[0], (item + 1) * chunk), log)
 
 
-def _normalise(op, x, axis, legacy_flatten, log):
-    x = np.asarray(x)
+def _view(op, x, axis, legacy_flatten):
+    """Validate ``x`` and ``axis``; the ``(outer, length, inner)`` shape normalised along its middle axis."""
     if x.dtype != np.float32:
         raise ValueError(f"{op}: expected float32 input, got {x.dtype}")
     if x.ndim == 0:
@@ -70,9 +71,14 @@ def _normalise(op, x, axis, legacy_flatten, log):
     axis %= x.ndim
     shape = x.shape
     if legacy_flatten:
-        view = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1)
-    else:
-        view = (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
+        return (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1)
+    return (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
+
+
+def _normalise(op, x, axis, legacy_flatten, log):
+    x = np.asarray(x)
+    view = _view(op, x, axis, legacy_flatten)
+    shape = x.shape
     out = np.empty(view, dtype=np.float32)
     if out.size:
         xv = np.ascontiguousarray(x).reshape(view)
@@ -125,3 +131,31 @@ def log_softmax(x, *, axis=-1, legacy_flatten=0):
         float32, same shape as ``x``.
     """
     return _normalise("LogSoftmax", x, axis, legacy_flatten, True)
+
+
+def hardmax(x, *, axis=-1, legacy_flatten=0):
+    """ONNX ``Hardmax``: ``y = 1`` at the first maximum along ``axis``, ``0`` elsewhere.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float32, any rank >= 1.
+    axis : int
+        Axis searched (negative counts from the end).
+    legacy_flatten : int
+        1 for opset < 13 semantics (see :func:`softmax`): one maximum per
+        row of the 2-D view ``(prod(shape[:axis]), prod(shape[axis:]))``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape as ``x``; a NaN counts as the maximum.
+    """
+    x = np.asarray(x)
+    view = _view("Hardmax", x, axis, legacy_flatten)
+    out = np.zeros(view, dtype=np.float32)
+    if out.size:
+        where = np.empty((view[0], view[2]), dtype=np.int64)
+        arg_lines(np.ascontiguousarray(x).reshape(view), where, True, False)
+        np.put_along_axis(out, where[:, None, :], np.float32(1.0), axis=1)
+    return out.reshape(x.shape)
