@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .float import resize
 from .float import argreduce, topk
 from .float import gelu, layer_norm, normalization_more
 from .int8 import conv as conv_int8
@@ -60,6 +61,8 @@ KERNELS = {
     ("Identity", "fp32"): shape_ops.identity,
     ("Dropout", "fp32"): shape_ops.dropout,
     # --- resampling (Resize, Upsample)
+    ("Resize", "fp32"): resize.resize,
+    ("Upsample", "fp32"): resize.upsample,
     # --- transposed convolution
     # --- elementwise math, comparisons and logic
     # --- more activations
