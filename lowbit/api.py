@@ -12,7 +12,8 @@ from .precision import get as get_precision
 from .quant.convert_int import convert_int
 from .quant.qdq_import import QDQ_OPS, is_qdq, lower_qdq
 from .quant.quantize import sample_shapes
-from .runtime.executor import evaluate
+from .errors import ModelLoadError
+from .runtime.executor import Executor, evaluate
 
 
 def load(source, *, optimize_graph: bool = True) -> Model:
@@ -39,12 +40,24 @@ def load(source, *, optimize_graph: bool = True) -> Model:
     """
     label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if label is not None and container.is_container(label):
-        return Model(container.load_graph(label), source=label)
+        return _load_container(label)
     graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
     if is_qdq(graph):
         return _load_qdq(graph, label)
     if optimize_graph:
         optimize(graph, kernel_for, evaluate)
+    return Model(graph, source=label)
+
+
+def _load_container(label) -> Model:
+    """A ``.lowbit`` file, checked down to its kernels: every node must find a kernel for its
+    precision and every stored constant must decode, before the model is handed out."""
+    graph = container.load_graph(label)
+    try:
+        Executor(graph)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        message = str(exc.args[0]) if exc.args else type(exc).__name__
+        raise ModelLoadError(f"{label}: {message.splitlines()[0] if message else type(exc).__name__}") from None
     return Model(graph, source=label)
 
 

@@ -24,3 +24,7 @@ class InputError(LowbitError):
 
 class ExecutionError(LowbitError):
     """A node could not run on the tensors it was given (names the node and the shapes)."""
+
+
+class ModelSaveError(LowbitError):
+    """The model holds something the .lowbit format cannot store safely (e.g. an object array)."""

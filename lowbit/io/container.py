@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, ModelSaveError
 from ..graph.ir import Graph, Node, ValueInfo
 from .atomic import atomic_path
+from .files import regular_file_size
+from ..graph.validate import check_graph
+from .schema import FORMAT, VERSION, check_document, check_encodings, check_quantization
 
-FORMAT = "lowbit"
+#: Caps on the inflated members: no model lowbit runs comes near them, and a zip bomb stops there.
+MAX_GRAPH_JSON_BYTES = 64 << 20
+MAX_TENSOR_BYTES = 1 << 30
+
 #: Metadata only needed while converting (import shapes, calibration ranges): not saved.
 TRANSIENT_METADATA = ("static_shapes", "ranges", "calibration_seconds")
 #: Entries carry a fixed timestamp, so the same model always gives the same bytes.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-VERSION = 1
 
 
 def _encode_value(value, tensors: dict, key: str):
@@ -88,47 +96,145 @@ def save_graph(graph: Graph, path) -> None:
            "metadata": _encode_value({k: v for k, v in graph.metadata.items() if k not in TRANSIENT_METADATA},
                                       tensors, "m"),
            "nodes": nodes}
-    buffer = io.BytesIO()
-    np.savez(buffer, **tensors)
+    buffer = _npz_bytes(tensors)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name, data in (("graph.json", json.dumps(doc, separators=(",", ":"))),
-                               ("tensors.npz", buffer.getvalue())):
+                               ("tensors.npz", buffer)):
                 zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_DATE), data, compress_type=zipfile.ZIP_DEFLATED)
 
 
+def _npz_bytes(tensors: dict) -> bytes:
+    """An ``.npz`` of ``tensors`` written without pickle and with fixed timestamps (same model, same bytes).
+
+    Raises
+    ------
+    ModelSaveError
+        An array of Python objects (only pickle could store it).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, value in tensors.items():
+            value = np.asarray(value)
+            if value.dtype.hasobject:
+                raise ModelSaveError(f"cannot save tensor {key!r}: it is an array of Python objects; expected a "
+                                     "numeric array (.lowbit files never use pickle)")
+            with zf.open(zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE), "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def is_container(path) -> bool:
+    """Whether ``path`` is a regular file holding a zip (a .lowbit candidate)."""
     path = Path(path)
-    return path.is_file() and zipfile.is_zipfile(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path)
+
+
+def _member(zf: zipfile.ZipFile, name: str, limit: int, label: str) -> bytes:
+    """One zip member's bytes, after checking its method, encryption and declared size; read with a cap."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ModelLoadError(f"{label} has no {name}; expected a zip with graph.json and tensors.npz") from None
+    if info.flag_bits & 0x1:
+        raise ModelLoadError(f"{label}: {name} is encrypted; expected a plain zip member")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelLoadError(f"{label}: {name} uses zip compression method {info.compress_type}; "
+                             "expected stored or deflated")
+    if info.file_size > limit:
+        raise ModelLoadError(f"{label}: {name} declares {info.file_size:,} bytes; expected at most {limit:,}")
+    with zf.open(info) as f:
+        data = f.read(limit + 1)    # a member whose header understates its size is cut off here
+    if len(data) > limit:
+        raise ModelLoadError(f"{label}: {name} inflates past {limit:,} bytes")
+    return data
+
+
+def _read_tensors(data: bytes, keys: set, label: str) -> dict:
+    """The arrays named ``keys`` from an ``.npz``'s bytes, without pickle, each size-checked before reading."""
+    tensors = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as npz:
+        members = {info.filename[:-4]: info for info in npz.infolist() if info.filename.endswith(".npy")}
+        missing = sorted(keys - set(members))
+        if missing:
+            raise ModelLoadError(f"{label}: tensors.npz lacks the arrays {missing[:5]} that graph.json names")
+        for key in sorted(keys):
+            raw = _member(npz, members[key].filename, MAX_TENSOR_BYTES, label)
+            f = io.BytesIO(raw)
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(f)
+            if dtype.hasobject:
+                raise ModelLoadError(f"{label}: array {key!r} holds Python objects; .lowbit files never use pickle")
+            if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > len(raw):
+                raise ModelLoadError(f"{label}: array {key!r} declares shape {shape} but holds fewer bytes")
+            f.seek(0)
+            tensors[key] = np.lib.format.read_array(f, allow_pickle=False)
+    return tensors
+
+
+def _tensor_keys(value, keys: set) -> set:
+    """Every ``{"tensor": key}`` reference inside a decoded graph.json value."""
+    if isinstance(value, dict):
+        if set(value) == {"tensor"} and isinstance(value["tensor"], str):
+            keys.add(value["tensor"])
+        else:
+            for v in value.values():
+                _tensor_keys(v, keys)
+    elif isinstance(value, list):
+        for v in value:
+            _tensor_keys(v, keys)
+    return keys
 
 
 def load_graph(path) -> Graph:
-    """Read a .lowbit file.
+    """Read a .lowbit file, checking its structure before anything is decoded.
+
+    Only the two members are read, each with a cap on its inflated size;
+    ``graph.json`` must follow :func:`lowbit.io.schema.check_document`; only the
+    arrays the document names are read from ``tensors.npz``, never with
+    pickle.
 
     Raises
     ------
     ModelLoadError
-        Missing file, not a .lowbit zip, or a version this lowbit cannot read.
+        Missing file, not a .lowbit zip, a version this lowbit cannot read,
+        or a member that is malformed, oversized or inconsistent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
+    regular_file_size(path, "model")
+    label = str(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            doc = json.loads(zf.read("graph.json"))
-            with np.load(io.BytesIO(zf.read("tensors.npz")), allow_pickle=False) as npz:
-                tensors = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ModelLoadError(f"{path} is not a readable .lowbit file ({exc}); expected a zip with graph.json "
-                             "and tensors.npz") from None
-    if doc.get("format") != FORMAT or doc.get("version", 0) > VERSION:
-        raise ModelLoadError(f"{path}: format {doc.get('format')!r} version {doc.get('version')}; "
-                             f"this lowbit reads {FORMAT} up to version {VERSION}")
+            text = _member(zf, "graph.json", MAX_GRAPH_JSON_BYTES, label)
+            try:
+                doc = json.loads(text)
+            except RecursionError:
+                raise ModelLoadError(f"{label}: graph.json nests too deeply; expected a lowbit graph document") from None
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise ModelLoadError(f"{label}: graph.json is not JSON ({exc})") from None
+            check_document(doc, label)
+            keys = _tensor_keys(doc, set()) | set(doc["constants"].values())
+            tensors = _read_tensors(_member(zf, "tensors.npz", MAX_TENSOR_BYTES, label), keys, label)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, zlib.error) as exc:
+        raise ModelLoadError(f"{path} is not a readable .lowbit file ({type(exc).__name__}: {exc}); expected a zip "
+                             "with graph.json and tensors.npz") from None
+    except ValueError as exc:   # numpy's header parser
+        raise ModelLoadError(f"{path}: tensors.npz holds a malformed array ({exc})") from None
     nodes = [Node(d["op_type"], d["name"], list(d["inputs"]), list(d["outputs"]),
                   _decode_value(d["attrs"], tensors), d["precision"], tuple(d["fused"]),
                   _decode_value(d["quant"], tensors)) for d in doc["nodes"]]
-    return Graph(nodes=nodes, inputs=[_value_info(v) for v in doc["inputs"]],
-                 outputs=[_value_info(v) for v in doc["outputs"]],
-                 constants={name: tensors[key] for name, key in doc["constants"].items()},
-                 name=doc["name"], opset=doc["opset"], metadata=_decode_value(doc["metadata"], tensors),
-                 encodings=_decode_value(doc["encodings"], tensors))
+    graph = Graph(nodes=nodes, inputs=[_value_info(v) for v in doc["inputs"]],
+                  outputs=[_value_info(v) for v in doc["outputs"]],
+                  constants={name: tensors[key] for name, key in doc["constants"].items()},
+                  name=doc["name"], opset=doc["opset"], metadata=_decode_value(doc["metadata"], tensors),
+                  encodings=_decode_value(doc["encodings"], tensors))
+    check_graph(graph, label)
+    check_quantization(graph, label)
+    check_encodings(graph, label)
+    return graph
