@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError
 from .graph.ir import Graph, count_params
-from .runtime.executor import Executor
+from .runtime.executor import Executor, fixed_batch
 
 
 @dataclass
@@ -117,8 +117,10 @@ class Model:
         """Validate ``x`` against the graph inputs and return the feeds dict.
 
         Float inputs accept any float dtype and are converted to the declared
-        one; the leading (batch) dim may be any size; other dims must match the
-        model's declared static dims.
+        one; the leading (batch) dim may be any size (a model with a fixed
+        batch runs in chunks of it); other dims must match the model's
+        declared static dims.  Several inputs must all hold the same number
+        of samples when the model fixes its batch.
 
         Raises
         ------
@@ -130,37 +132,51 @@ class Model:
             unknown = sorted(set(x) - set(self.input_names))
             missing = [i.name for i in infos if i.name not in x]
             if unknown or missing:
-                raise InputError(f"inputs {unknown or missing} do not match the model's inputs {self.input_names}")
+                raise InputError(f"inputs {unknown or missing} do not match the model's inputs {self.input_names}; "
+                                 "pass a dict with exactly those names")
             given = x
         else:
             if len(infos) != 1:
                 raise InputError(f"the model has {len(infos)} inputs {self.input_names}; pass a dict name -> array")
             given = {infos[0].name: x}
+        fixed = self.fixed_batch
         feeds = {}
         for info in infos:
-            value = np.asarray(given[info.name])
-            expected = info.describe_shape()
+            try:
+                value = np.asarray(given[info.name])
+            except (ValueError, TypeError) as exc:
+                raise InputError(f"input '{info.name}' is not an array ({str(exc).splitlines()[0]}); "
+                                 f"expected shape {_expected(info, fixed)}") from None
+            expected = _expected(info, fixed)
             want = np.dtype(info.dtype) if info.dtype is not None else np.dtype(np.float32)
             if want.kind == "f":
                 if value.dtype.kind != "f":
                     raise InputError(f"input '{info.name}' has dtype {value.dtype}; expected float32 "
                                      f"with shape {expected} (scale integer images first, e.g. x / 255)")
-                value = value.astype(want, copy=False)
             elif value.dtype != want and not np.can_cast(value.dtype, want, casting="same_kind"):
                 raise InputError(f"input '{info.name}' has dtype {value.dtype}; expected {want} with shape {expected}")
             if info.shape is not None:
-                wrong_rank = value.ndim != len(info.shape)
+                dims = [None if d is None or d <= 0 else d for d in info.shape]
+                wrong_rank = value.ndim != len(dims)
                 wrong_dims = not wrong_rank and any(d is not None and d != s
-                                                    for d, s in list(zip(info.shape, value.shape))[1:])
+                                                    for d, s in list(zip(dims, value.shape))[1:])
                 if wrong_rank or wrong_dims:
-                    raise InputError(f"input '{info.name}' has shape {tuple(value.shape)}; expected {expected} "
-                                     "(N = any batch size)")
+                    raise InputError(f"input '{info.name}' has shape {tuple(value.shape)}; expected {expected}")
             feeds[info.name] = np.ascontiguousarray(value, dtype=want)
+        if fixed and len({v.shape[0] for v in feeds.values()}) > 1:
+            given_sizes = ", ".join(f"'{k}': {v.shape[0]}" for k, v in feeds.items())
+            raise InputError(f"inputs hold different numbers of samples ({given_sizes}); expected the same "
+                             f"number in every input (the model runs them in chunks of its fixed batch {fixed})")
         return feeds
 
-    def _static_batch(self) -> int | None:
-        dims = {i.shape[0] for i in self.graph.inputs if i.shape}
-        return dims.pop() if len(dims) == 1 and None not in dims else None
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model's inputs fix (e.g. 1 for ``[1, 3, 224, 224]``), or None when dynamic.
+
+        Any number of samples still runs: in chunks of this size, the last
+        one padded (see :mod:`lowbit.runtime.executor`).
+        """
+        return fixed_batch(self.graph)
 
     def run(self, x, *, batch_size: int | None = None, threads: int | None = None, outputs=None):
         """Run the model.
@@ -168,10 +184,11 @@ class Model:
         Parameters
         ----------
         x : ndarray or dict
-            float32 NCHW batch for a one-input model, or ``{input name: array}``.
+            float32 NCHW batch for a one-input model, or ``{input name: array}``
+            (required when the model has several inputs).
         batch_size : int, optional
             Largest batch run at once (default 256; a model exported with a
-            fixed batch runs in chunks of that size).
+            fixed batch always runs in chunks of that size, the last one padded).
         threads : int, optional
             Numba threads (default: all cores).
         outputs : list of str, optional
@@ -180,12 +197,16 @@ class Model:
         Returns
         -------
         ndarray or dict
-            The single output, or ``{name: array}`` when there are several.
+            The single output, or ``{name: array}`` when there are several
+            (or when ``outputs`` is given).
+
+        Raises
+        ------
+        InputError
+            An input of the wrong rank, shape or dtype, naming it, the shape
+            given and the shape expected.
         """
         feeds = self.check_inputs(x)
-        static = self._static_batch()
-        if static:
-            batch_size = min(batch_size or static, static)
         result = self._executor(batch_size, threads).run(feeds, outputs=outputs)
         if len(result) == 1 and outputs is None:
             return next(iter(result.values()))
@@ -194,13 +215,15 @@ class Model:
     def summary(self, x=None) -> Summary:
         """Per-layer op, shapes, params, MACs (per image), precision and parameter bytes.
 
-        Runs one sample through the graph to learn the shapes; pass ``x`` for a
-        model whose input dims are not all static.
+        Runs one sample through the graph to learn the shapes (a model with a
+        fixed batch runs it padded to that batch, and the rows show the shapes
+        of the one real sample); pass ``x`` for a model whose input dims are
+        not all static.
         """
         if x is None:
             x = {}
             for info in self.graph.inputs:
-                if info.shape is None or any(d is None for d in info.shape[1:]):
+                if info.shape is None or any(d is None or d <= 0 for d in info.shape[1:]):
                     raise InputError(f"input '{info.name}' has dynamic dims {info.describe_shape()}; "
                                      "pass an example input to summary()")
                 dtype = info.dtype if info.dtype is not None else np.float32
@@ -226,3 +249,15 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({os.path.basename(self.source) if self.source else self.graph.name!r}, " \
                f"{len(self.graph.nodes)} nodes, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _expected(info, fixed) -> str:
+    """The shape an input accepts, for messages: ``(N, 3, 224, 224)`` with a note on the batch."""
+    if info.shape is None:
+        return "? (not declared by the model)"
+    dims = ["N" if i == 0 else "?" if d is None or d <= 0 else str(d) for i, d in enumerate(info.shape)]
+    note = f"; the model's fixed batch of {fixed} runs in chunks" if fixed else ""
+    if not dims:
+        return "() (a scalar)"
+    unknown = ", ? = any size" if "?" in dims else ""
+    return "(" + ", ".join(dims) + f") (N = any batch size{unknown}{note})"

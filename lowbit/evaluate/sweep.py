@@ -68,7 +68,7 @@ class SweepResult:
 def timed_run(model, x, batch_size: int, threads: int | None) -> tuple:
     """Run ``x``; return ``(outputs, warm seconds, compile seconds)``."""
     start = time.perf_counter()
-    model.run(x[:min(len(x), 8)], batch_size=batch_size, threads=threads)
+    model.run(_head(x, 8), batch_size=batch_size, threads=threads)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     out = model.run(x, batch_size=batch_size, threads=threads)
@@ -76,6 +76,18 @@ def timed_run(model, x, batch_size: int, threads: int | None) -> tuple:
     if isinstance(out, dict):
         out = next(iter(out.values()))
     return np.asarray(out), seconds, compile_seconds
+
+
+def _samples(x) -> int:
+    """Number of samples in an array or in a dict ``{input name: array}`` (several inputs)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _head(x, n: int):
+    """The first ``n`` samples of an array or of every array of a dict."""
+    if isinstance(x, dict):
+        return {name: value[:n] for name, value in x.items()}
+    return x[:n]
 
 
 def evaluate_precision(source: str, precision: str, x_test, y_test, calibration, method: str,
@@ -101,7 +113,7 @@ def evaluate_precision(source: str, precision: str, x_test, y_test, calibration,
     scores, seconds, compile_seconds = timed_run(model, x_test, batch_size, threads)
     executor = model._executor(batch_size, threads)
     row = dict(precision=spec.name, bits=spec.bits, accuracy=top1(scores, y_test), top5=topk(scores, y_test),
-               size_bytes=path.stat().st_size, images_per_s=len(x_test) / seconds,
+               size_bytes=path.stat().st_size, images_per_s=_samples(x_test) / seconds,
                calibration_seconds=float(quantized.graph.metadata.get("calibration_seconds", 0.0)),
                compile_seconds=compile_seconds, overflow=int(sum(executor.overflow.values())),
                model_file=str(path))
@@ -144,15 +156,15 @@ def sweep(source, x_test, y_test, precisions, *, calibration=None, method: str =
             futures = {pool.submit(evaluate_precision, os.fspath(source), name, **args): name for name in names}
             for future in concurrent.futures.as_completed(futures):
                 outcomes[futures[future]] = future.result()
-                bar.update(1, images=len(x_test))
+                bar.update(1, images=_samples(x_test))
     else:
         for name in names:
             outcomes[name] = evaluate_precision(os.fspath(source), name, **args)
-            bar.update(1, images=len(x_test))
+            bar.update(1, images=_samples(x_test))
     bar.close()
     reference, ref_row = outcomes["fp32"]
-    result = SweepResult(model=model_label or Path(source).name, dataset=dataset_label, n_test=len(x_test),
-                         calibration={"method": method, "samples": 0 if calibration is None else len(calibration)})
+    result = SweepResult(model=model_label or Path(source).name, dataset=dataset_label, n_test=_samples(x_test),
+                         calibration={"method": method, "samples": 0 if calibration is None else _samples(calibration)})
     for name in names:
         scores, row = outcomes[name]
         result.results.append(PrecisionResult(drop=100.0 * (ref_row["accuracy"] - row["accuracy"]),

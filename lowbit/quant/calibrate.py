@@ -5,6 +5,12 @@ statistics (min/max, and a fixed-size histogram per tensor) is kept, so
 memory does not grow with the calibration set.  Histogram methods make a
 second pass, once the first pass has fixed each tensor's value range.
 
+Every method gives the same ranges however the samples are split into
+batches (the executor runs a fixed-batch model in chunks of its batch): the
+first pass keeps min and max, the second adds up histogram counts on the
+bins the first pass fixed, and the thresholds are computed from the totals.
+``tests/test_shapes_batch.py`` checks this for each method.
+
 Methods (the range ``[lo, hi]`` each returns always contains 0):
 
 * ``minmax`` — ``[min(x), max(x)]``.

@@ -13,7 +13,11 @@ from .convert_float import convert_float
 
 
 def calibration_batches(model, calibration, batch_size: int = 256):
-    """A ``run_batches(observe)`` callable over the calibration array (see :func:`calibrate`)."""
+    """A ``run_batches(observe)`` callable over the calibration data (see :func:`calibrate`).
+
+    ``calibration`` is an array for a one-input model or ``{input name: array}``;
+    the executor splits each batch further into the model's fixed batch, if any.
+    """
     feeds_all = model.check_inputs(calibration)
     n = len(next(iter(feeds_all.values())))
     executor = model._executor(None, None)
@@ -34,12 +38,22 @@ def calibration_batches(model, calibration, batch_size: int = 256):
 
 
 def sample_shapes(model, calibration) -> dict:
-    """Shapes of every tensor for one calibration sample."""
+    """Shapes of every tensor for one calibration sample.
+
+    A model with a fixed batch runs one full batch of copies of the first
+    sample, so these are the shapes its kernels really see.
+    """
     shapes = {}
     if calibration is None:
+        dynamic = [i.name for i in model.graph.inputs
+                   if i.shape is None or any(d is None or d <= 0 for d in i.shape[1:])]
+        if dynamic:
+            raise InputError(f"inputs {dynamic} have dynamic dims; pass calibration data (sample inputs) "
+                             "to learn the tensor shapes")
         calibration = {i.name: np.zeros((1,) + tuple(i.shape[1:]), dtype=i.dtype or np.float32)
                        for i in model.graph.inputs}
-    feeds = {k: v[:1] for k, v in model.check_inputs(calibration).items()}
+    rows = model.fixed_batch or 1
+    feeds = {k: np.repeat(v[:1], rows, axis=0) if v.ndim else v for k, v in model.check_inputs(calibration).items()}
     shapes.update({k: v.shape for k, v in feeds.items()})
 
     def hook(node, inputs, results):
@@ -49,16 +63,47 @@ def sample_shapes(model, calibration) -> dict:
     return shapes
 
 
-def check_calibration(calibration) -> np.ndarray:
-    """Reject empty or non-finite calibration data with a one-line error."""
+def check_calibration(calibration):
+    """Reject empty or non-finite calibration data with a one-line error.
+
+    Returns the array, or for several inputs the dict ``{input name: array}``
+    (all with the same number of samples).
+    """
     if calibration is None:
         return None
-    x = np.asarray(calibration)
-    if x.size == 0 or x.shape[0] == 0:
-        raise InputError("calibration data is empty; expected at least one sample")
+    if isinstance(calibration, dict):
+        if not calibration:
+            raise InputError("calibration data is an empty dict; expected {input name: array of samples}")
+        arrays = {name: _check_calibration_array(value, f"calibration data for input '{name}'")
+                  for name, value in calibration.items()}
+        counts = {name: len(a) for name, a in arrays.items()}
+        if len(set(counts.values())) > 1:
+            raise InputError(f"calibration arrays hold different numbers of samples {counts}; "
+                             "expected the same number for every input")
+        return arrays
+    return _check_calibration_array(calibration, "calibration data")
+
+
+def _check_calibration_array(value, label: str) -> np.ndarray:
+    try:
+        x = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(f"{label} is not an array; expected an array of samples "
+                         "(or a dict input name -> array for a model with several inputs)") from None
+    if x.dtype == object:
+        raise InputError(f"{label} is not a numeric array; expected an array of samples "
+                         "(or a dict input name -> array for a model with several inputs)")
+    if x.ndim == 0 or x.size == 0 or x.shape[0] == 0:
+        raise InputError(f"{label} is empty; expected at least one sample")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise InputError("calibration data contains NaN or inf values; expected finite numbers")
+        raise InputError(f"{label} contains NaN or inf values; expected finite numbers")
     return x
+
+
+def _first_samples(calibration, count: int):
+    if isinstance(calibration, dict):
+        return {name: value[:count] for name, value in calibration.items()}
+    return calibration[:count]
 
 
 def quantize(model, precision, calibration=None, *, method: str = "minmax", calibration_size: int | None = 1000,
@@ -71,8 +116,10 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         A float32 model from :func:`lowbit.load`.
     precision : str or Precision
         fp32, fp16, bf16, fp8-e4m3, fp8-e5m2 (int8 and below: see the integer path).
-    calibration : ndarray, optional
-        float32 NCHW samples for the activation ranges (needed for fp8 and integers).
+    calibration : ndarray or dict, optional
+        float32 NCHW samples for the activation ranges (needed for fp8 and integers);
+        ``{input name: array}`` for a model with several inputs.  A model with a
+        fixed batch is calibrated in chunks of it.
     method : {"minmax", "percentile", "entropy", "mse"}
     calibration_size : int, optional
         Use at most this many calibration samples (the first ones).
@@ -98,7 +145,7 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         raise InputError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     calibration = check_calibration(calibration)
     if calibration is not None and calibration_size:
-        calibration = calibration[:calibration_size]
+        calibration = _first_samples(calibration, calibration_size)
     exclude = frozenset(nodes_to_exclude)
     start = time.perf_counter()
     ranges = None

@@ -5,6 +5,16 @@ the other, and the outputs concatenated; each kernel spreads its own work
 over ``threads`` Numba threads.  Intermediate tensors are freed after
 their last reader.
 
+A graph whose inputs declare a fixed leading dim (``[1, 3, 224, 224]``:
+:func:`fixed_batch`) often bakes that batch into constants, e.g. a Reshape
+to ``[1, 2048]``, so it runs only on exactly that many samples.  Every batch
+then runs in chunks of exactly the fixed size, whatever ``batch_size`` says;
+a short last chunk is padded with copies of its last sample and its outputs
+cropped back.  A ``hook`` (calibration, summaries) sees every chunk, and in a
+padded chunk the padding is cropped from what it sees (see
+:meth:`Executor.run`), so observers fed in chunks see the same values as in
+one batch.
+
 Nodes at a narrow float precision (fp16, bf16, fp8) run the fp32 kernel on
 weights decoded from their storage format; the executor rounds each float
 input that comes from a node of another precision (or from the graph
@@ -17,7 +27,7 @@ import numba
 import numpy as np
 
 from ..config import DEFAULT_BATCH_SIZE
-from ..errors import ExecutionError
+from ..errors import ExecutionError, InputError
 from ..graph.ir import Graph
 from ..kernels.float import conv as conv_fp32
 from ..kernels.float import pool as pool_fp32
@@ -35,7 +45,8 @@ class Executor:
     graph : Graph
         The graph to run; its nodes must be in execution order.
     batch_size : int, optional
-        Largest number of samples run through the graph at once.
+        Largest number of samples run through the graph at once (default 256);
+        a graph with a fixed batch always runs in chunks of that batch.
     threads : int, optional
         Numba threads per kernel (default: all cores).
     """
@@ -43,6 +54,7 @@ class Executor:
     def __init__(self, graph: Graph, *, batch_size: int | None = None, threads: int | None = None):
         self.graph = graph
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
+        self.fixed_batch = fixed_batch(graph)
         self.threads = threads
         self.kernels = [kernel_for(node.op_type, _kernel_kind(node.precision)) for node in graph.nodes]
         self.constants = {name: decode_constant(value, graph.encodings[name]) if name in graph.encodings else value
@@ -93,18 +105,37 @@ class Executor:
         """Run the graph on ``feeds`` (name → array); return ``{output name: array}``.
 
         ``outputs`` selects tensors to return (default: the graph outputs);
-        ``hook(node, inputs, results)`` is called after every node.
+        ``hook(node, inputs, results)`` is called after every node, once per
+        chunk when the batch is split.  In a padded chunk (fixed-batch graphs
+        only) the hook sees every non-constant array whose leading dim is the
+        padded batch cropped to the real samples, except integer vectors
+        (shape values such as a Shape output); a batch axis elsewhere than
+        axis 0 keeps its padding.
         """
         names = list(outputs) if outputs is not None else self.graph.output_names()
         batch = _batch_of(feeds)
+        chunk = self.fixed_batch or self.batch_size
         previous = numba.get_num_threads()
         if self.threads:
             numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            if batch is None or batch <= self.batch_size or hook is not None:
+            if batch is None or batch == chunk or (batch < chunk and not self.fixed_batch):
                 return self._run_once(feeds, names, hook)
-            parts = [self._run_once({k: v[start:start + self.batch_size] for k, v in feeds.items()}, names, None)
-                     for start in range(0, batch, self.batch_size)]
+            if batch == 0:
+                raise InputError(f"the inputs {sorted(feeds)} hold no samples; expected at least one")
+            parts = []
+            for start in range(0, batch, chunk):
+                part = {k: v[start:start + chunk] for k, v in feeds.items()}
+                real = min(chunk, batch - start)
+                if real == chunk:
+                    parts.append(self._run_once(part, names, hook))
+                    continue
+                part = {k: _pad_rows(v, chunk) for k, v in part.items()}
+                cropped = None if hook is None else _cropping_hook(hook, real, chunk, self.graph.constants)
+                result = self._run_once(part, names, cropped)
+                parts.append({k: _crop_rows(v, real, chunk, vectors=True) for k, v in result.items()})
+            if len(parts) == 1:
+                return parts[0]
             return {name: np.concatenate([p[name] for p in parts], axis=0) for name in names}
         finally:
             numba.set_num_threads(previous)
@@ -167,6 +198,57 @@ def _kernel_kind(precision: str) -> str:
     weights with the int8 ones."""
     kind = get_precision(precision).kind
     return {"float": "fp32", "int": "int8", "ternary": "int8"}.get(kind, precision)
+
+
+def fixed_batch(graph: Graph) -> int | None:
+    """The batch size every input of ``graph`` fixes, or None when the batch is dynamic.
+
+    It is fixed when every input declares a shape whose leading dim is one
+    and the same positive number; a dim that is unknown (``None``, or -1 / 0
+    from an older file) makes it dynamic.
+    """
+    dims = set()
+    for info in graph.inputs:
+        if not info.shape or info.shape[0] is None or info.shape[0] <= 0:
+            return None
+        dims.add(int(info.shape[0]))
+    return dims.pop() if len(dims) == 1 else None
+
+
+def _pad_rows(value, rows: int):
+    """``value`` extended along axis 0 to ``rows`` with copies of its last row (zeros if it has none)."""
+    value = np.asarray(value)
+    if value.ndim == 0 or len(value) >= rows:
+        return value
+    if len(value):
+        filler = np.repeat(value[-1:], rows - len(value), axis=0)
+    else:
+        filler = np.zeros((rows,) + value.shape[1:], dtype=value.dtype)
+    return np.concatenate([value, filler], axis=0)
+
+
+def _crop_rows(value, real: int, padded: int, vectors: bool):
+    """The first ``real`` rows of an array whose leading dim is ``padded``; anything else unchanged.
+
+    Integer vectors are shape values (Shape, Gather of a shape) rather than
+    one entry per sample; they are cropped only when ``vectors`` is set (graph
+    outputs, which are concatenated along axis 0 anyway).
+    """
+    if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != padded:
+        return value
+    if value.ndim == 1 and value.dtype.kind not in "fc" and not vectors:
+        return value
+    return value[:real]
+
+
+def _cropping_hook(hook, real: int, padded: int, constants: dict):
+    """``hook`` seeing a padded chunk's tensors cropped to its ``real`` samples (constants as they are)."""
+    def cropped(node, inputs, results):
+        inputs = [value if not name or name in constants else _crop_rows(value, real, padded, vectors=False)
+                  for name, value in zip(node.inputs, inputs)]
+        hook(node, inputs, tuple(_crop_rows(r, real, padded, vectors=False) for r in results))
+
+    return cropped
 
 
 def _batch_of(feeds: dict):
