@@ -1,16 +1,23 @@
 """The ``lowbit`` command.
 
-Exit status: 0 on success, 2 on a user error (one line on stderr, no
-traceback), 1 on an internal error.
+Exit status: 0 on success; 2 on a user error (one line on stderr, no
+traceback); 1 on an internal error (a bug: one line, the traceback with
+``--debug`` or ``LOWBIT_DEBUG=1``); 130 on Ctrl-C and 143 on SIGTERM, after
+removing the temporary files of unfinished writes.  Only the standard
+library is imported before :func:`main` starts, so an early Ctrl-C exits
+cleanly too.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from .errors import InputError, LowbitError
 
@@ -31,16 +38,19 @@ def _checked(convert, ok, expected: str):
 
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-positive_float = _checked(float, lambda v: 0.0 < v < np.inf, "a positive number")
+positive_float = _checked(float, lambda v: 0.0 < v < math.inf, "a positive number")
 decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+points = _checked(float, lambda v: 0.0 <= v <= 100.0, "a number of accuracy points in [0, 100]")
 
 
-def load_input_array(path: str, keys=("x_test", "x", "x_train")) -> np.ndarray:
+def load_input_array(path: str, keys=("x_test", "x", "x_train")):
     """Read a ``.npy`` array, or the first of ``keys`` in an ``.npz`` dataset, without pickle.
 
     uint8 images go through :func:`lowbit.data.preprocess` (``/255``, channel
     axis first); other arrays are returned as stored.
     """
+    import numpy as np
+
     from .data import preprocess
 
     p = Path(path)
@@ -71,6 +81,7 @@ def cmd_run(args) -> int:
         raise LowbitError(f"{args.model} holds a {stored} model, not {args.precision}; "
                           f"make one with: lowbit quantize MODEL.onnx --precision {args.precision} -o OUT.lowbit")
     x = load_input_array(args.input)
+    _check_finite(x, args.input, stored, args.strict)
     start = time.perf_counter()
     result = model.run(x, batch_size=args.batch_size, threads=args.threads)
     seconds = time.perf_counter() - start
@@ -92,6 +103,28 @@ def cmd_run(args) -> int:
     if args.output:
         print(f"wrote {args.output}")
     return 0
+
+
+def _check_finite(x, label: str, precision: str, strict: bool) -> None:
+    """Report NaN and infinity in a float input: refused with ``--strict``, else a warning.
+
+    Float precisions propagate them; integer models clamp an infinity to the
+    end of their range and NaN to an arbitrary level, and binary models read
+    NaN as +1, so their outputs would look confident and mean nothing.
+    """
+    import numpy as np
+
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        return
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if not bad:
+        return
+    message = f"{label} holds {bad:,} NaN or infinite value(s)"
+    if strict:
+        raise InputError(f"{message}; expected finite inputs (--strict)")
+    consequence = "they propagate to the outputs" if precision.startswith(("fp", "bf")) else \
+        f"a {precision} model cannot represent them, so the affected outputs are meaningless"
+    print(f"lowbit: warning: {message}; {consequence}", file=sys.stderr)
 
 
 def cmd_quantize(args) -> int:
@@ -182,9 +215,6 @@ def load_eval_data(args):
 
 
 def cmd_eval(args) -> int:
-    from .evaluate.plots import plot_sensitivity, plot_sweep
-    from .evaluate.report import text_table, write_results, write_text
-    from .evaluate.sweep import sweep
     from .precision import get as get_precision
     from .zoo import model_path
 
@@ -193,11 +223,45 @@ def cmd_eval(args) -> int:
         raise InputError(f"model file not found: {source}")
     try:
         precisions = [get_precision(p).name for p in args.precisions.split(",") if p.strip()]
+        if args.sensitivity:
+            args.sensitivity = get_precision(args.sensitivity).name
     except ValueError as exc:
         raise LowbitError(str(exc)) from None
+    if not precisions:
+        raise LowbitError(f"--precisions {args.precisions!r} names no precision; expected e.g. fp32,int8")
     x_test, y_test, calibration, label = load_eval_data(args)
+    _check_labels(x_test, y_test, source)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        return _eval_into(args, source, precisions, x_test, y_test, calibration, label, out)
+
+
+def _check_labels(x_test, y_test, source) -> None:
+    """Labels are integers in [0, number of classes), one per sample, before anything is written."""
+    import numpy as np
+
+    from . import load
+
+    y = np.asarray(y_test)
+    if len(y) != len(x_test):
+        raise InputError(f"the data has {len(x_test)} samples but {len(y)} labels; expected one label per sample")
+    if y.size == 0:
+        return
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"labels have dtype {y.dtype}; expected integer class indices")
+    outputs = load(str(source)).graph.outputs
+    classes = outputs[0].shape[-1] if outputs and outputs[0].shape and outputs[0].shape[-1] else None
+    if y.min() < 0 or (classes is not None and y.max() >= classes):
+        raise InputError(f"labels span [{y.min()}, {y.max()}]; expected class indices in [0, {classes or 'classes'})")
+
+
+def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out) -> int:
+    from .evaluate.plots import plot_sensitivity, plot_sweep
+    from .evaluate.report import text_table, write_results
+    from .evaluate.sweep import sweep
+    from .precision import get as get_precision
+
     if args.sensitivity:
         from .quant.sensitivity import sensitivity, write_sensitivity
 
@@ -281,6 +345,7 @@ FINETUNE_PRECISIONS = ("binary", "ternary", "int4", "int2")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lowbit", description="Reduced-precision inference for CNNs.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a model on an input array")
@@ -291,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "`lowbit quantize` carries its own)")
     run.add_argument("--batch-size", type=positive_int, default=None, help="largest batch run at once (default 256)")
     run.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse inputs holding NaN or infinity (by default: a warning, as integer and binary "
+                          "models cannot carry them)")
     run.set_defaults(func=cmd_run)
 
     quant = sub.add_parser("quantize", help="quantize an fp32 ONNX model into a .lowbit file")
@@ -335,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=positive_int, default=None)
     ev.add_argument("--limit", type=positive_int, help="use only the first N test samples")
     ev.add_argument("--sensitivity", metavar="PRECISION", help="per-layer sensitivity to PRECISION instead of a sweep")
-    ev.add_argument("--max-drop", type=float, metavar="POINTS",
+    ev.add_argument("--max-drop", type=points, metavar="POINTS",
                     help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop")
     ev.set_defaults(func=cmd_eval)
 
@@ -365,17 +433,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that unfinished writes clean up as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Path):
+    """Yield; if the body fails, remove what it created under ``folder`` (the folder too, if it made it)."""
+    existed = folder.exists()
+    before = set(folder.rglob("*")) if existed else set()
     try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder.is_dir():
+            for path in sorted(set(folder.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv=None) -> int:
+    """Run the ``lowbit`` command; return its exit status (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("LOWBIT_DEBUG", "") not in ("", "0")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _in_main_thread() else None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return args.func(args)
     except LowbitError as exc:
-        print(f"lowbit: error: {exc}", file=sys.stderr)
+        print(f"lowbit: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lowbit: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("lowbit: terminated", file=sys.stderr)
+        return 143
+    except MemoryError:
+        print("lowbit: error: out of memory; try a smaller --batch-size", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, the traceback only on request
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"lowbit: internal error: {type(exc).__name__}: {_first_line(exc)} (this is a bug in lowbit; "
+              "rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":
