@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .float import compare, math
 from .float import resize
 from .float import argreduce, topk
 from .float import gelu, layer_norm, normalization_more
@@ -65,7 +66,40 @@ KERNELS = {
     ("Upsample", "fp32"): resize.upsample,
     # --- transposed convolution
     # --- elementwise math, comparisons and logic
+    ("Pow", "fp32"): math.pow_,
+    ("Sqrt", "fp32"): math.sqrt,
+    ("Exp", "fp32"): math.exp,
+    ("Log", "fp32"): math.log,
+    ("Erf", "fp32"): math.erf,
+    ("Reciprocal", "fp32"): math.reciprocal,
+    ("Neg", "fp32"): math.neg,
+    ("Abs", "fp32"): math.abs_,
+    ("Floor", "fp32"): math.floor,
+    ("Ceil", "fp32"): math.ceil,
+    ("Round", "fp32"): math.round_,
+    ("Sign", "fp32"): math.sign,
+    ("Min", "fp32"): compare.min_,
+    ("Max", "fp32"): compare.max_,
+    ("Mean", "fp32"): compare.mean,
+    ("Where", "fp32"): compare.where,
+    ("Equal", "fp32"): compare.equal,
+    ("Less", "fp32"): compare.less,
+    ("Greater", "fp32"): compare.greater,
+    ("LessOrEqual", "fp32"): compare.less_or_equal,
+    ("GreaterOrEqual", "fp32"): compare.greater_or_equal,
+    ("Not", "fp32"): compare.not_,
+    ("And", "fp32"): compare.and_,
+    ("Or", "fp32"): compare.or_,
+    ("Xor", "fp32"): compare.xor,
     # --- more activations
+    ("Elu", "fp32"): activations.elu,
+    ("Selu", "fp32"): activations.selu,
+    ("Celu", "fp32"): activations.celu,
+    ("Softplus", "fp32"): activations.softplus,
+    ("Softsign", "fp32"): activations.softsign,
+    ("Mish", "fp32"): activations.mish,
+    ("PRelu", "fp32"): activations.prelu,
+    ("ThresholdedRelu", "fp32"): activations.thresholded_relu,
     # --- reductions, arg-reductions and top-k
     ("ReduceSum", "fp32"): reduce.reduce_sum,
     ("ReduceMax", "fp32"): reduce.reduce_max,
