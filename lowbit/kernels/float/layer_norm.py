@@ -34,23 +34,32 @@ def _block_sums(x, centre, squares, block, sums):
         k0 = (item % blocks) * block
         k1 = min(length, k0 + block)
         m = centre[r]
+        xs = x[r, k0:k1]
+        n = k1 - k0
         # Four accumulators (a fixed order) keep the adds from waiting on each other.
         s0 = s1 = s2 = s3 = 0.0
-        k4 = k0 + (k1 - k0) // 4 * 4
-        for k in range(k0, k4, 4):
-            d0 = np.float64(x[r, k]) - m
-            d1 = np.float64(x[r, k + 1]) - m
-            d2 = np.float64(x[r, k + 2]) - m
-            d3 = np.float64(x[r, k + 3]) - m
-            if squares:
-                d0, d1, d2, d3 = d0 * d0, d1 * d1, d2 * d2, d3 * d3
-            s0 += d0
-            s1 += d1
-            s2 += d2
-            s3 += d3
-        for k in range(k4, k1):
-            d = np.float64(x[r, k]) - m
-            s0 += d * d if squares else d
+        n4 = n // 4 * 4
+        if squares:
+            for k in range(0, n4, 4):
+                d0 = np.float64(xs[k]) - m
+                d1 = np.float64(xs[k + 1]) - m
+                d2 = np.float64(xs[k + 2]) - m
+                d3 = np.float64(xs[k + 3]) - m
+                s0 += d0 * d0
+                s1 += d1 * d1
+                s2 += d2 * d2
+                s3 += d3 * d3
+            for k in range(n4, n):
+                d = np.float64(xs[k]) - m
+                s0 += d * d
+        else:
+            for k in range(0, n4, 4):
+                s0 += np.float64(xs[k]) - m
+                s1 += np.float64(xs[k + 1]) - m
+                s2 += np.float64(xs[k + 2]) - m
+                s3 += np.float64(xs[k + 3]) - m
+            for k in range(n4, n):
+                s0 += np.float64(xs[k]) - m
         sums[r, item % blocks] = (s0 + s1) + (s2 + s3)
 
 
@@ -68,8 +77,13 @@ def _affine_rows(x, mean, inv, scale, bias, period, per_q, span, block, out):
         s = inv[r]
         base = (r % period) * per_q
         if span == 1:
-            for k in range(k0, k1):
-                out[r, k] = (np.float64(x[r, k]) - m) * s * scale[base + k] + bias[base + k]
+            # Slices (not x[r, k]) let LLVM see in-bounds, non-negative indices and vectorise.
+            xs = x[r, k0:k1]
+            ys = out[r, k0:k1]
+            gs = scale[base + k0:base + k1]
+            bs = bias[base + k0:base + k1]
+            for t in range(k1 - k0):
+                ys[t] = (np.float64(xs[t]) - m) * s * gs[t] + bs[t]
         else:
             k = k0
             while k < k1:
@@ -77,8 +91,10 @@ def _affine_rows(x, mean, inv, scale, bias, period, per_q, span, block, out):
                 end = min(k1, (q + 1) * span)
                 a = scale[base + q] * s
                 c = bias[base + q] - m * a
-                for t in range(k, end):
-                    out[r, t] = np.float64(x[r, t]) * a + c
+                xs = x[r, k:end]
+                ys = out[r, k:end]
+                for t in range(end - k):
+                    ys[t] = np.float64(xs[t]) * a + c
                 k = end
 
 
@@ -95,7 +111,7 @@ def normalize_rows(x2, scale, bias, epsilon, period, per_q, span):
     x2 : ndarray
         float32 (rows, length), C-contiguous.
     scale, bias : ndarray
-        float64, ``period * per_q`` values each.
+        float32 or float64, ``period * per_q`` values each.
     epsilon : float
     period, per_q, span : int
         The affine index map above; ``per_q * span`` must equal ``length``.
@@ -136,8 +152,10 @@ def float_input(op: str, x) -> np.ndarray:
 
 
 def affine_param(op: str, label: str, value, shape) -> np.ndarray:
-    """``value`` broadcast to ``shape`` and flattened, float64; raises ValueError if it does not broadcast."""
-    arr = np.asarray(value, dtype=np.float64)
+    """``value`` broadcast to ``shape`` and flattened (float64 stays float64, other floats become float32;
+    no copy when it already has that shape); raises ValueError if it does not broadcast."""
+    arr = np.asarray(value)
+    arr = arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=False)
     while arr.ndim > len(shape) and arr.shape[0] == 1:
         arr = arr[0]
     try:
@@ -189,7 +207,7 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     norm_shape = x.shape[axis:]
     inner = math.prod(norm_shape)
     g = affine_param("LayerNormalization", "Scale", scale, norm_shape)
-    c = np.zeros(inner) if b is None else affine_param("LayerNormalization", "B", b, norm_shape)
+    c = np.zeros(inner, dtype=np.float32) if b is None else affine_param("LayerNormalization", "B", b, norm_shape)
     y, mean, inv = normalize_rows(x.reshape(-1, inner) if inner else x.reshape(math.prod(x.shape[:axis]), 0),
                                   g, c, float(epsilon), 1, inner, 1)
     stat_shape = x.shape[:axis] + (1,) * (rank - axis)
