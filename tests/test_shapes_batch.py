@@ -18,6 +18,7 @@ import lowbit
 from lowbit.errors import InputError
 from lowbit.evaluate.sweep import sweep
 from lowbit.quant.calibrate import METHODS, calibrate
+from lowbit.quant.mixed import search
 from lowbit.quant.quantize import calibration_batches
 from lowbit.quant.sensitivity import sensitivity
 
@@ -248,7 +249,7 @@ def test_fixed_batch_summary_shows_one_sample(batch, reshape_to):
     assert rows[-1].output_shape == (1, CLASSES)
 
 
-def test_fixed_batch_sweep_and_sensitivity_run(tmp_path):
+def test_fixed_batch_sweep_sensitivity_and_mixed_precision_run(tmp_path):
     fixed, _ = fixed_and_dynamic(4, (4, -1))
     path = tmp_path / "fixed4.onnx"
     onnx.save(fixed, str(path))
@@ -260,6 +261,8 @@ def test_fixed_batch_sweep_and_sensitivity_run(tmp_path):
     rows = sensitivity(str(path), x, labels, "int8", calibration=x, progress=False)
     assert [r["op"] for r in rows] == ["Conv+Relu", "Gemm"]
     assert all(np.isfinite(r["sqnr_db"]) for r in rows)
+    plan = search(str(path), x, labels, max_drop=100.0, calibration=x, progress=False)
+    assert plan["within_budget"] and plan["model"].run(x).shape == (10, CLASSES)
 
 
 def test_fixed_batch_empty_input_is_an_input_error():
