@@ -133,13 +133,13 @@ def test_layer_norm_like_chains_that_do_not_fit_stay_unfused(rng, case):
 
 # --- GELU -----------------------------------------------------------------------------------
 
-def _gelu_nodes(scaling, grouping, swap):
-    """``x * 0.5 * (1 + erf(x / sqrt 2))`` as exporters write it."""
+def _gelu_nodes(scaling, grouping, swap, add="Add"):
+    """``x * 0.5 * (1 + erf(x / sqrt 2))`` as exporters write it (ONNX's own function body uses Sum)."""
     order = (lambda a, b: [b, a]) if swap else (lambda a, b: [a, b])
     nodes = [helper.make_node("Div", ["x", "sqrt2"], ["t"]) if scaling == "div"
              else helper.make_node("Mul", order("x", "rsqrt2"), ["t"]),
              helper.make_node("Erf", ["t"], ["e"]),
-             helper.make_node("Add", order("e", "one"), ["a"])]
+             helper.make_node(add, order("e", "one"), ["a"])]
     if grouping == "x_first":        # (x * (1 + erf)) * 0.5
         nodes += [helper.make_node("Mul", order("x", "a"), ["xa"]), helper.make_node("Mul", order("xa", "half"), ["y"])]
     elif grouping == "half_first":   # (x * 0.5) * (1 + erf)
@@ -163,6 +163,12 @@ def test_gelu_chain_becomes_one_node(rng, scaling, grouping, swap):
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     assert _check(model, x, "Gelu", True) == ["Gelu"]
     np.testing.assert_allclose(lowbit.load(model.SerializeToString()).run(x), naive.gelu(x), rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_chain_as_in_the_onnx_function_body_becomes_one_node(rng):
+    # onnx's Gelu expansion: Sum(one, erf) and Mul(half, x) then Mul(., phi).
+    model = _model(_gelu_nodes("div", "half_first", True, add="Sum"), (4, 6), _gelu_constants(), opset=13)
+    assert _check(model, (rng.standard_normal((4, 6)) * 3).astype(np.float32), "Gelu", True) == ["Gelu"]
 
 
 @pytest.mark.parametrize("case", ["half_is_0.4", "erf_is_an_output", "sqrt2_is_2"])

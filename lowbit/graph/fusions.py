@@ -7,8 +7,8 @@ Exporters that predate (or avoid) the ONNX ops write
   [; Add(., beta)]``, both means over the same trailing axes with
   ``keepdims=1``;
 * GELU as ``x * 0.5 * (1 + Erf(x / sqrt(2)))``: ``Div`` by 1.4142135 or
-  ``Mul`` by 0.70710677, the three factors multiplied in any grouping and
-  operand order.
+  ``Mul`` by 0.70710677, ``Add`` (or a two-input ``Sum``) of 1, the three
+  factors multiplied in any grouping and operand order.
 
 :func:`fuse_patterns` replaces each such chain by one ``LayerNormalization``
 (``axis = -k``) or ``Gelu`` node.  A chain is fused only when every
@@ -203,7 +203,7 @@ def _match_gelu(view: _View, erf: Node):
                   and view.scalar(a) is None), None)
     else:
         return None
-    add = view.sole_reader(erf.outputs[0], "Add")
+    add = view.sole_reader(erf.outputs[0], "Add") or view.sole_reader(erf.outputs[0], "Sum")  # (ONNX's own expansion)
     if x is None or add is None or not _near(view.scalar(view.other(add, erf.outputs[0])), 1.0):
         return None
     mul1 = view.sole_reader(add.outputs[0], "Mul")
