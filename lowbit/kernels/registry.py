@@ -13,6 +13,7 @@ from .float import compare, math
 from .float import resize
 from .float import argreduce, topk
 from .float import gelu, layer_norm, normalization_more
+from .float import conv_transpose
 from .int8 import conv as conv_int8
 from .int8 import elementwise as elementwise_int8
 from .int8 import gemm as gemm_int8
@@ -65,6 +66,7 @@ KERNELS = {
     ("Resize", "fp32"): resize.resize,
     ("Upsample", "fp32"): resize.upsample,
     # --- transposed convolution
+    ("ConvTranspose", "fp32"): conv_transpose.conv_transpose,
     # --- elementwise math, comparisons and logic
     ("Pow", "fp32"): math.pow_,
     ("Sqrt", "fp32"): math.sqrt,
