@@ -198,3 +198,18 @@ def test_external_data_from_bytes_is_refused_with_a_hint(tmp_path):
     path = _save_external(_conv_model(), tmp_path / "m")
     with pytest.raises(ModelLoadError, match="load the model from its .onnx path"):
         lowbit.load(path.read_bytes())
+
+
+def test_deprecated_ops_still_load():
+    # GroupNormalization-18 (scale and bias per group) is deprecated by the checker, not removed.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])
+    scale = numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "scale")
+    bias = numpy_helper.from_array(np.array([0.5, -0.5], np.float32), "bias")
+    model = _model([helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=2)],
+                   [x], [_y()], [scale, bias], opset=18)
+    data = np.random.default_rng(0).standard_normal((1, 4, 3, 3)).astype(np.float32)
+    groups = data.reshape(1, 2, -1).astype(np.float64)
+    normed = (groups - groups.mean(-1, keepdims=True)) / np.sqrt(groups.var(-1, keepdims=True) + 1e-5)
+    expected = normed * np.array([1.0, 2.0]).reshape(1, 2, 1) + np.array([0.5, -0.5]).reshape(1, 2, 1)
+    got = lowbit.load(model.SerializeToString()).run(data)
+    np.testing.assert_allclose(got.reshape(1, 2, -1), expected, rtol=1e-5, atol=1e-5)
