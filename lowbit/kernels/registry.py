@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
+from .float import indexing, tiling
 from .float import compare, math
 from .float import resize
 from .float import argreduce, topk
@@ -122,6 +123,18 @@ KERNELS = {
     ("GroupNormalization", "fp32"): normalization_more.group_normalization,
     ("Gelu", "fp32"): gelu.gelu,
     # --- more data movement
+    ("Expand", "fp32"): tiling.expand,
+    ("Tile", "fp32"): tiling.tile,
+    ("Range", "fp32"): tiling.range_,
+    ("CumSum", "fp32"): tiling.cumsum,
+    ("DepthToSpace", "fp32"): tiling.depth_to_space,
+    ("SpaceToDepth", "fp32"): tiling.space_to_depth,
+    ("GatherElements", "fp32"): indexing.gather_elements,
+    ("GatherND", "fp32"): indexing.gather_nd,
+    ("ScatterElements", "fp32"): indexing.scatter_elements,
+    ("ScatterND", "fp32"): indexing.scatter_nd,
+    ("OneHot", "fp32"): indexing.one_hot,
+    ("NonZero", "fp32"): indexing.non_zero,
     # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
     ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,
     ("DequantizeLinear", "int8"): quantize_int8.dequantize_linear,

@@ -58,19 +58,35 @@ def concat(*inputs, axis):
 def split(input, split=None, *, axis=0, num_outputs=None):
     """Split along ``axis`` into the sizes in ``split``, or ``num_outputs`` near-equal parts.
 
-    With ``num_outputs`` and a length not divisible by it, the last chunk is
-    smaller (ONNX opset 18).
+    Every opset form arrives here: ``split`` is an attribute before opset 13
+    (the importer makes it an input), an input from 13, and with neither the
+    importer passes the node's number of outputs as ``num_outputs``.  Parts
+    are ``ceil(L / num_outputs)`` long and the last one takes the remainder,
+    which may be smaller (ONNX opset 18), e.g. ``L = 7, num_outputs = 3``
+    gives ``3, 3, 1``.
     """
+    rank = np.ndim(input)
+    if not -rank <= int(axis) < rank:
+        raise ValueError(f"Split: axis {axis} is out of range for input shape {np.shape(input)}")
+    axis = int(axis) % rank
     length = input.shape[axis]
-    if split is not None and np.asarray(split).size:
+    given = split is not None and np.asarray(split).size > 0
+    if given and num_outputs is not None and np.asarray(split).size != int(num_outputs):
+        raise ValueError(f"Split: 'split' {np.asarray(split).tolist()} and num_outputs={num_outputs} disagree;"
+                         " give one of them")
+    if given:
         sizes = [int(s) for s in np.asarray(split).reshape(-1)]
     else:
-        if num_outputs is None:
-            raise ValueError("Split needs a 'split' input or the number of outputs")
-        chunk = -(-length // num_outputs)
-        sizes = [chunk] * (num_outputs - 1) + [length - chunk * (num_outputs - 1)]
-    if sum(sizes) != length:
-        raise ValueError(f"Split sizes {sizes} do not add up to the axis length {length}")
+        if num_outputs is None or int(num_outputs) < 1:
+            raise ValueError(f"Split needs a 'split' input or num_outputs >= 1, got num_outputs={num_outputs}")
+        n = int(num_outputs)
+        chunk = -(-length // n)
+        sizes = [chunk] * (n - 1) + [length - chunk * (n - 1)]
+        if sizes[-1] < 0:
+            raise ValueError(f"Split: axis length {length} cannot be cut into {n} parts of {chunk} "
+                             f"with a smaller last part (it would be {sizes[-1]})")
+    if any(s < 0 for s in sizes) or sum(sizes) != length:
+        raise ValueError(f"Split sizes {sizes} must be non-negative and add up to the axis length {length}")
     bounds = np.cumsum(sizes)[:-1]
     return tuple(np.ascontiguousarray(part) for part in np.split(input, bounds, axis=axis))
 
