@@ -60,7 +60,8 @@ class Summary(list):
 def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict, logical_weight_shape=None) -> int:
     """Multiply-accumulates of one node, per call.
 
-    Conv: ``|Y| · C_in/group · prod(kernel)``; Gemm/MatMul: ``|Y| · K``;
+    Conv: ``|Y| · C_in/group · prod(kernel)``; ConvTranspose: ``|X| · M/group · prod(kernel)``;
+    Gemm/MatMul: ``|Y| · K``;
     every other op counts 0.  Binary nodes count their ±1 multiply-accumulates
     from the logical weight shape (their tensors are packed bits).
     """
@@ -74,6 +75,10 @@ def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict, logical_wei
     if op_type == "Conv":
         w = inputs[1]
         return int(y.size * int(np.prod(w.shape[1:])))
+    if op_type == "ConvTranspose":
+        # Every input pixel meets the whole kernel of each of its group's output channels.
+        x, w = inputs[0], inputs[1]
+        return int(x.size * int(np.prod(w.shape[1:])))
     if op_type == "Gemm":
         a = inputs[0]
         k = a.shape[0] if attrs.get("transA", 0) else a.shape[1]
