@@ -110,15 +110,32 @@ def test_round_halves_go_to_even():
     np.testing.assert_array_equal(fmath.round_(x), np.array([0, 2, 2, -0, -2, -2, 2, 3, 1e7 + 1], dtype=np.float32))
 
 
-def test_erf_float64_path_is_accurate_across_its_pieces():
-    # breakpoints at |x| = 1 and 6; float64 input keeps the float64 evaluation
-    x = np.concatenate([np.linspace(-7, 7, 28001), [1.0 - 1e-12, 1.0, 6.0 - 1e-9, 6.0, 1e-300, -0.0]])
+def test_erf_float64_path_is_accurate():
+    # float64 input keeps the float64 evaluation; |x| is clamped at 6
+    x = np.concatenate([np.linspace(-7, 7, 28001), np.geomspace(1e-300, 1, 301), -np.geomspace(1e-8, 1, 50),
+                        [6.0 - 1e-9, 6.0, 6.0 + 1e-9, -0.0]])
     got = fmath.erf(x)
     assert got.dtype == np.float64
     ref = np.array([pymath.erf(v) for v in x])
-    assert np.max(np.abs(got - ref)) < 1e-13
+    assert np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)) < 1e-13
     assert np.isnan(fmath.erf(np.array([np.nan]))[0])
-    np.testing.assert_array_equal(fmath.erf(np.array([np.inf, -np.inf], np.float32)), [1, -1])
+    np.testing.assert_array_equal(fmath.erf(np.array([np.inf, -np.inf, 100.0], np.float32)), [1, -1, 1])
+
+
+def test_erf_float32_series_is_below_float32_rounding():
+    x = np.concatenate([np.linspace(0, 7, 40001), np.geomspace(1e-30, 1, 300)])
+    out = np.empty_like(x)
+    fmath._erf_kernel(x, out, fmath._ERF_CHEBYSHEV_F32, 1024)   # the float32 series, kept in float64
+    ref = np.array([pymath.erf(v) for v in x])
+    assert np.max(np.abs(out - ref) / np.maximum(ref, 1e-300)) < 2e-9
+    assert fmath.erf(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+def test_erf_on_integers_truncates():
+    x = np.array([-7, -1, 0, 1, 7], dtype=np.int64)
+    got = fmath.erf(x)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [int(pymath.erf(v)) for v in x])
 
 
 def test_unary_keeps_other_float_dtypes(rng):
@@ -318,6 +335,17 @@ def test_where_against_onnxruntime_and_on_int64(rng):
     got = compare.where(np.array([True, False, True, False]), xi, np.int64(-1) * xi)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, [1, -2, 3, -4])
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 4), (2, 3, 4)), ((2, 3, 4), (), (2, 3, 4)),
+                                    ((), (2, 3, 4), (1,)), ((1, 1), (3, 4), (3, 4)), ((3, 4), (1,), ())], ids=str)
+def test_where_select_loop_shapes(shapes, rng):
+    c_shape, x_shape, y_shape = shapes
+    cond = rng.random(c_shape) < 0.5
+    x, y = activations(rng, x_shape), activations(rng, y_shape)
+    got = compare.where(cond, x, y)
+    np.testing.assert_array_equal(got, naive.where(cond, x, y))
+    np.testing.assert_array_equal(compare.where(cond.T, x.T, y.T), naive.where(cond.T, x.T, y.T))
 
 
 def test_where_errors():

@@ -3,7 +3,8 @@
 numpy's float32 ufuncs are SIMD code (measured on 1x64x160x160: ``np.exp``
 0.8 ms against 18 ms for a Numba loop calling libm), so every op numpy
 has runs as a ufunc writing into a fresh array.  Erf, which numpy lacks,
-is a Numba loop over a float64 polynomial (no libm call, so it vectorises).
+is a Numba loop over a float64 Chebyshev series, evaluated a block of
+elements per coefficient so that the loop vectorises (no libm call).
 IEEE results (``sqrt(-1)`` = NaN, ``log(0)`` = -inf, ``1/0`` = inf) come
 back without warnings.  Float-only ops refuse integer tensors; bfloat16 and
 float8 (ml_dtypes) are computed in float32 and rounded back.
@@ -252,63 +253,74 @@ def pow_(x, y):
 
 
 # --- Erf --------------------------------------------------------------------------------------
+# erf x = x g(x^2) with g(s) = erf(sqrt s) / sqrt s, smooth and even; g is interpolated on s in [0, 36]
+# (|x| <= 6; 1 - erf 6 = 2e-17, so |x| is clamped there) at Chebyshev nodes: 40 nodes give a relative
+# error below 3e-14 (float64 inputs), 26 nodes below 1.2e-9, far under float32's rounding (checked in
+# tests/test_kernels_math.py against math.erf).
 
-def _erf_taylor_coefficients(terms=18):
-    # erf x = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1)); on |x| < 1 the 18th term is < 1e-17.
-    return np.array([2.0 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1))
-                     for n in range(terms)])
+_ERF_CLAMP = 6.0
 
 
-def _erf_chebyshev_coefficients(lo=1.0, hi=6.0, nodes=32):
-    # Chebyshev interpolation of erf on [lo, hi] at the Chebyshev nodes (max error 1.2e-14 with 32
-    # nodes, checked in tests/test_kernels_math.py against math.erf).
+def _erf_chebyshev_coefficients(nodes=40):
+    hi = _ERF_CLAMP * _ERF_CLAMP
     theta = np.pi * (np.arange(nodes) + 0.5) / nodes
-    values = np.array([math.erf((lo + hi) / 2 + (hi - lo) / 2 * t) for t in np.cos(theta)])
+    values = []
+    for t in np.cos(theta):
+        x = math.sqrt(hi / 2 * (1.0 + t))
+        values.append(math.erf(x) / x)
+    values = np.array(values)
     c = np.array([2.0 / nodes * np.sum(values * np.cos(k * theta)) for k in range(nodes)])
     c[0] /= 2
     return c
 
 
-_ERF_TAYLOR = _erf_taylor_coefficients()
-_ERF_CHEBYSHEV = _erf_chebyshev_coefficients()
+_ERF_CHEBYSHEV = _erf_chebyshev_coefficients(40)
+_ERF_CHEBYSHEV_F32 = _erf_chebyshev_coefficients(26)
+_ERF_BLOCK = 1024
 
 
 @jit(multithread=True)
-def _erf_kernel(x, out, taylor, cheb):
-    n_taylor = taylor.size
-    n_cheb = cheb.size
-    for i in prange(x.size):
-        v = np.float64(x[i])
-        a = abs(v)
-        if a >= 6.0:
-            r = 1.0  # 1 - erf 6 = 2e-17: 1 in float64
-        elif a >= 1.0:
-            # Clenshaw on t in [-1, 1] for a in [1, 6].
-            t = (2.0 * a - 7.0) / 5.0
-            b1 = 0.0
-            b2 = 0.0
-            for k in range(n_cheb - 1, 0, -1):
-                b0 = cheb[k] + 2.0 * t * b1 - b2
-                b2 = b1
-                b1 = b0
-            r = cheb[0] + t * b1 - b2
-        else:
-            # NaN lands here and propagates.
-            s = a * a
-            p = taylor[n_taylor - 1]
-            for k in range(n_taylor - 2, -1, -1):
-                p = p * s + taylor[k]
-            r = a * p
-        out[i] = r if v >= 0 else -r
+def _erf_kernel(x, out, cheb, block):
+    n = x.size
+    m = cheb.size
+    clamp = 6.0
+    scale = 2.0 / (clamp * clamp)
+    for b in prange((n + block - 1) // block):
+        start = b * block
+        width = min(block, n - start)
+        a = np.empty(width)
+        t = np.empty(width)
+        b1 = np.zeros(width)
+        b2 = np.zeros(width)
+        for j in range(width):
+            v = abs(np.float64(x[start + j]))
+            if v > clamp:      # inf too; NaN stays NaN
+                v = clamp
+            a[j] = v
+            t[j] = scale * v * v - 1.0
+        # Clenshaw's recurrence, one coefficient at a time over the whole block (independent lanes).
+        for k in range(m - 1, 0, -1):
+            ck = cheb[k]
+            for j in range(width):
+                b0 = ck + 2.0 * t[j] * b1[j] - b2[j]
+                b2[j] = b1[j]
+                b1[j] = b0
+        c0 = cheb[0]
+        for j in range(width):
+            r = a[j] * (c0 + t[j] * b1[j] - b2[j])
+            if a[j] == clamp:
+                r = 1.0    # the series gives 1 - 1e-16 there; erf is 1 in float64 from 5.93 on
+            out[start + j] = r if x[start + j] >= 0 else -r
 
 
 def erf(x):
     """ONNX ``Erf``: ``y = 2/sqrt(pi) * integral_0^x exp(-t^2) dt``.
 
-    Evaluated in float64: the Taylor series on ``|x| < 1``, a Chebyshev
-    interpolant on ``1 <= |x| < 6`` and ``±1`` beyond (absolute error below
-    1e-13 everywhere), then rounded to the input dtype.  Integer tensors
-    (allowed by the spec) get the float64 value truncated toward zero.
+    Evaluated in float64 as ``x * g(x^2)``, ``g`` a Chebyshev series on
+    ``|x| <= 6`` (``|x|`` clamped there; relative error below 1.2e-9 with the
+    26 terms used for float32, 3e-14 with the 40 used otherwise), then
+    rounded to the input dtype.  Integer tensors (allowed by the spec) get
+    the float64 value truncated toward zero.
 
     Parameters
     ----------
@@ -326,5 +338,5 @@ def erf(x):
     work = np.float32 if x.dtype == np.float32 else np.float64
     flat = np.ascontiguousarray(x, dtype=work).reshape(-1)
     out = np.empty_like(flat)
-    _erf_kernel(flat, out, _ERF_TAYLOR, _ERF_CHEBYSHEV)
+    _erf_kernel(flat, out, _ERF_CHEBYSHEV_F32 if work == np.float32 else _ERF_CHEBYSHEV, _ERF_BLOCK)
     return out.reshape(x.shape).astype(x.dtype, copy=False)
