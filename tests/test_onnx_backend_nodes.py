@@ -37,6 +37,7 @@ TYPE_ONLY_CHANGES_AFTER_21 = frozenset({
     "Elu", "Selu", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Round",   # 22 added bfloat16
     "Celu",   # 28 added bfloat16, float16, double (same attribute as 12)
     "ReduceLogSum", "ReduceLogSumExp", "TopK",   # 28 / 28 / 24 dropped integer types or added bfloat16
+    "DepthToSpace", "OneHot",   # 28: same attributes and inputs as 13 / 11 (OneHot added bfloat16)
 })
 
 _POOL_3D = "3-D pooling (N, C, D, H, W): lowbit's pools are 1-D and 2-D only"

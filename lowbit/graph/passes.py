@@ -93,14 +93,51 @@ def _check_folded_size(node, args) -> None:
                              f"expected at most {MAX_FOLDED_ELEMENTS:,}")
 
 
-def shape_derived(graph: Graph) -> set:
-    """Names of tensors that depend on runtime inputs only through their shapes."""
-    derived = set()
+#: Inputs (by position) whose *values* set the shape of an op's output; ``None``: every input.
+SHAPE_ARGUMENTS = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Pad": (1, 3), "Slice": (1, 2, 3, 4), "Resize": (1, 2, 3),
+    "Upsample": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2), "Split": (1,), "Squeeze": (1,),
+    "Unsqueeze": (1,), "TopK": (1,), "OneHot": (1,), "NonZero": None, "Compress": None, "CenterCropPad": (1,),
+    "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
+    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+}
+
+
+def value_shaped(graph: Graph, derived=frozenset()) -> set:
+    """Tensors whose *shape* may depend on the values (not only the shapes) of the graph inputs.
+
+    A node's outputs are value-shaped when one of its inputs is, or when a runtime value (neither a
+    constant nor in ``derived``) feeds one of its :data:`SHAPE_ARGUMENTS`.
+    """
+    shaped = set()
     for node in graph.nodes:
-        if node.op_type == "Shape" or (
-                node.op_type in FOLDABLE_SHAPE_OPS and node.inputs
-                and all(n == "" or n in graph.constants or n in derived for n in node.inputs)):
-            derived.update(o for o in node.outputs if o)
+        positions = SHAPE_ARGUMENTS.get(node.op_type, ())
+        runtime = [i for i, n in enumerate(node.inputs) if n and n not in graph.constants and n not in derived]
+        if (any(n in shaped for n in node.inputs if n)
+                or (positions is None and runtime) or any(i in positions for i in runtime if positions)):
+            shaped.update(o for o in node.outputs if o)
+    return shaped
+
+
+def shape_derived(graph: Graph) -> set:
+    """Names of tensors that depend on runtime inputs only through their shapes.
+
+    ``Shape(t)`` qualifies only when ``t``'s shape follows from the input shapes alone: a tensor
+    padded, reshaped or sliced by runtime *values* (an integer graph input, say) has a shape no
+    probe batch can fix.
+    """
+    derived = set()
+    for _ in range(len(graph.nodes) + 1):
+        shaped = value_shaped(graph, derived)
+        grown = set()
+        for node in graph.nodes:
+            if (node.op_type == "Shape" and node.inputs and node.inputs[0] not in shaped) or (
+                    node.op_type in FOLDABLE_SHAPE_OPS and node.op_type != "Shape" and node.inputs
+                    and all(n == "" or n in graph.constants or n in grown for n in node.inputs)):
+                grown.update(o for o in node.outputs if o)
+        if grown == derived:
+            return derived
+        derived = grown
     return derived
 
 
