@@ -220,7 +220,10 @@ class _IntConverter:
 
     def convert(self, node: Node) -> Node:
         q = lambda names: [f"{n}::q" if n and n not in self.g.constants else n for n in names]
-        out = Node(node.op_type, node.name, q(node.inputs), [f"{o}::q" if o else o for o in node.outputs],
+        # A passthrough op's other inputs (Reshape's shape, Squeeze's axes) are integer plumbing, not
+        # activations: only its data input becomes the integer tensor.
+        inputs = q(node.inputs[:1]) + list(node.inputs[1:]) if node.op_type in PASSTHROUGH else q(node.inputs)
+        out = Node(node.op_type, node.name, inputs, [f"{o}::q" if o else o for o in node.outputs],
                    dict(node.attrs), precision=self.node_precisions.get(node.name, self.p).name, fused=node.fused)
         if node.op_type in ANCHORS:
             return self.convert_anchor(node, out)
