@@ -41,6 +41,11 @@ fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _checked(float, lambda v: 0.0 < v < math.inf, "a positive number")
 decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 points = _checked(float, lambda v: 0.0 <= v <= 100.0, "a number of accuracy points in [0, 100]")
+image_size = _checked(lambda t: tuple(int(v) for v in t.lower().replace(",", "x").split("x")),
+                      lambda v: len(v) in (1, 2) and min(v) >= 1, "H or HxW (positive integers, e.g. 224 or 224x224)")
+float_list = _checked(lambda t: tuple(float(v) for v in t.split(",")),
+                      lambda v: len(v) in (1, 3) and all(math.isfinite(x) for x in v),
+                      "one or three comma-separated numbers, e.g. 0.485,0.456,0.406")
 
 
 def load_input_array(path: str, keys=("x_test", "x", "x_train")):
@@ -193,10 +198,23 @@ def cmd_inspect(args) -> int:
 DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary,binary"
 
 
-def load_eval_data(args):
-    """(x_test, y_test, calibration, dataset label) for ``lowbit eval``."""
+IMAGE_FOLDER_FLAGS = ("labels", "preprocess", "size", "mean", "std", "bgr")
+
+
+def load_eval_data(args, source=None):
+    """(x_test, y_test, calibration, dataset label) for ``lowbit eval``.
+
+    With ``--data FOLDER`` (see :func:`load_image_folder`) ``x_test`` is a
+    stream of ``(x, y)`` batches and ``y_test`` the labels (None without).
+    """
     from .data import load_npz, mnist
 
+    if args.data and Path(args.data).is_dir():
+        return load_image_folder(args, source)
+    given = [f"--{flag}" for flag in IMAGE_FOLDER_FLAGS if getattr(args, flag, None) not in (None, False)]
+    if given:
+        raise InputError(f"{', '.join(given)} apply to image folders; pass --data FOLDER "
+                         f"(got {args.data or 'the bundled MNIST'})")
     if args.data:
         x_test, y_test = load_npz(args.data, "test")
         label = Path(args.data).name
@@ -214,6 +232,50 @@ def load_eval_data(args):
     return x_test, y_test, calibration[:args.calibration_size], label
 
 
+def load_image_folder(args, source):
+    """Stream a folder of JPEG/PNG images of any size for ``lowbit eval --data FOLDER``.
+
+    Labels come from class sub-folders or ``--labels FILE`` (lines
+    ``filename label``); without either the sweep is label-free.  With no
+    preprocessing flags every image is resized to the model's input size
+    (H, W from its input shape; ``--size`` for dynamic ones), converted to
+    RGB (L for a 1-channel input) and scaled to [0, 1]; ``--preprocess
+    imagenet`` resizes the shorter side to 256 (for 224), centre-crops and
+    normalises with the ImageNet mean/std; ``--size``, ``--mean``, ``--std``
+    and ``--bgr`` override.  The line printed to stderr says which.
+    Calibration uses the first ``--calibration-size`` images (or
+    ``--calibration FOLDER`` / ``.npz``), decoded into one array.
+    """
+    import numpy as np
+
+    from . import load
+    from .data.images import ImageBatches, preprocessing_for, scan_folder
+
+    graph = load(str(source)).graph
+    if len(graph.inputs) != 1:
+        raise InputError(f"the model has {len(graph.inputs)} inputs {graph.input_names()}; "
+                         "image folders feed one-input models")
+    prep = preprocessing_for(graph.inputs[0].shape, preset=args.preprocess, size=args.size, mean=args.mean,
+                             std=args.std, bgr=args.bgr)
+    print(f"preprocessing: {prep.describe()}", file=sys.stderr)
+    images = scan_folder(args.data, labels=args.labels)
+    if images.ignored:
+        print(f"lowbit: note: {images.ignored:,} image(s) under {args.data} are not in {args.labels}; "
+              "they are not evaluated", file=sys.stderr)
+    if args.limit:
+        images = images.head(args.limit)
+    batches = ImageBatches(images, prep, batch_size=args.batch_size)
+    if args.calibration and Path(args.calibration).is_dir():
+        calibration = ImageBatches(scan_folder(args.calibration).head(args.calibration_size), prep,
+                                   batch_size=args.batch_size).arrays()[0]
+    elif args.calibration:
+        calibration = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))[:args.calibration_size]
+    else:
+        calibration = ImageBatches(images.head(args.calibration_size), prep, batch_size=args.batch_size).arrays()[0]
+    y = None if images.labels is None else np.asarray(images.labels, dtype=np.int64)
+    return batches, y, calibration, f"{Path(args.data).name}/ (image folder)"
+
+
 def cmd_eval(args) -> int:
     from .precision import get as get_precision
     from .zoo import model_path
@@ -229,12 +291,21 @@ def cmd_eval(args) -> int:
         raise LowbitError(str(exc)) from None
     if not precisions:
         raise LowbitError(f"--precisions {args.precisions!r} names no precision; expected e.g. fp32,int8")
-    x_test, y_test, calibration, label = load_eval_data(args)
-    _check_labels(x_test, y_test, source)
+    x_test, y_test, calibration, label = load_eval_data(args, source)
+    if y_test is not None and _scores_output(source):
+        _check_labels(x_test, y_test, source)
     out = Path(args.out)
     with removed_on_failure(out):
         out.mkdir(parents=True, exist_ok=True)
         return _eval_into(args, source, precisions, x_test, y_test, calibration, label, out)
+
+
+def _scores_output(source) -> bool:
+    """Whether the model's first output is (or may be) class scores (N, K): labels only apply to those."""
+    from . import load
+
+    outputs = load(str(source)).graph.outputs
+    return not outputs or outputs[0].shape is None or len(outputs[0].shape) == 2
 
 
 def _check_labels(x_test, y_test, source) -> None:
@@ -260,8 +331,16 @@ def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out
     from .evaluate.plots import plot_sensitivity, plot_sweep
     from .evaluate.report import text_table, write_results
     from .evaluate.sweep import sweep
+    from .data.images import ImageBatches
     from .precision import get as get_precision
 
+    images = x_test.images if isinstance(x_test, ImageBatches) else None
+    if images is not None and (args.sensitivity or args.max_drop is not None):
+        # both measure accuracy drops over arrays: decode the folder into memory (bounded)
+        if not images.labelled:
+            raise InputError(f"--{'sensitivity' if args.sensitivity else 'max-drop'} measures accuracy drops and "
+                             f"needs labels; {args.data} has no class sub-folders and no --labels FILE")
+        x_test, y_test = x_test.arrays(limit_bytes=IN_MEMORY_BYTES)
     if args.sensitivity:
         from .quant.sensitivity import sensitivity, write_sensitivity
 
@@ -276,12 +355,23 @@ def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out
         return 0
     result = sweep(source, x_test, y_test, precisions, calibration=calibration, method=args.method, out_dir=out,
                    batch_size=args.batch_size, threads=args.threads, jobs=args.jobs, dataset_label=label)
+    if images is not None:
+        result.skipped = len(images.skipped)
+        result.preprocessing = x_test.preprocessing.describe()
+        if images.labelled and result.output != "scores":
+            print(f"lowbit: note: the labels of {args.data} are not used: the model's output is not class scores "
+                  "(N, K)", file=sys.stderr)
     if args.max_drop is not None:
         result.results.append(mixed_precision_row(args, source, x_test, y_test, calibration, result, out))
     paths = write_results(result, out) + plot_sweep([result], out)
     print(text_table(result))
+    if result.skipped:
+        print(f"skipped {result.skipped:,} unreadable file(s) (warnings above)")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+IN_MEMORY_BYTES = 4 << 30  # --sensitivity / --max-drop on an image folder decode it into one array of at most this
 
 
 def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
@@ -392,9 +482,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="sweep precisions: accuracy, drop, agreement, size, speed, plots")
     ev.add_argument("model", nargs="?", help="fp32 .onnx model (default: models/deep_convnet.onnx)")
-    ev.add_argument("--data", help="dataset .npz with x_test, y_test (default: the bundled MNIST)")
+    ev.add_argument("--data", help="dataset .npz with x_test, y_test, or a folder of JPEG/PNG images of any size "
+                    "(labels from class sub-folders or --labels; none: agreement with fp32) "
+                    "(default: the bundled MNIST)")
+    ev.add_argument("--labels", metavar="FILE", help="labels of an image folder: lines 'filename label' "
+                    "(class index or name)")
+    ev.add_argument("--preprocess", choices=["imagenet"], help="image folder preset: imagenet = resize shorter side "
+                    "to 256, centre crop 224, RGB, ImageNet mean/std (default: resize to the model's input size, "
+                    "RGB, /255)")
+    ev.add_argument("--size", type=image_size, metavar="H[xW]",
+                    help="image folder input size (default: the model's input H, W)")
+    ev.add_argument("--mean", type=float_list, metavar="M[,M,M]",
+                    help="image folder mean per channel, on the [0, 1] scale, in the model's channel order")
+    ev.add_argument("--std", type=float_list, metavar="S[,S,S]", help="image folder std per channel, as --mean")
+    ev.add_argument("--bgr", action="store_true", help="image folder: feed channels in BGR order")
     ev.add_argument("--precisions", default=DEFAULT_PRECISIONS, help=f"comma-separated (default {DEFAULT_PRECISIONS})")
-    ev.add_argument("--calibration", help="calibration .npz/.npy (default: x_train of --data, or MNIST train)")
+    ev.add_argument("--calibration", help="calibration .npz/.npy or image folder (default: x_train of --data, "
+                    "the first --calibration-size images of an image folder, or MNIST train)")
     ev.add_argument("--calibration-size", type=positive_int, default=1000, help="calibration samples (default 1000)")
     ev.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy", "mse"])
     ev.add_argument("--out", default="lowbit-eval", help="output folder (default ./lowbit-eval)")

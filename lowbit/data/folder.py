@@ -1,4 +1,7 @@
-"""Datasets stored as one folder of PNG images per class: ROOT/<label>/*.png."""
+"""Datasets stored as one folder of PNG/JPEG images per class, all of one size: ROOT/<label>/*.png.
+
+Images of any size, streamed in batches with resizing presets: :mod:`lowbit.data.images`.
+"""
 from __future__ import annotations
 
 import os
@@ -6,26 +9,25 @@ import os
 import numpy as np
 
 from lowbit.errors import InputError
+from lowbit.data.images import IMAGE_EXTENSIONS
 from lowbit.data.preprocess import preprocess
 
 
-def _read_png(path):
-    # matplotlib reads 8-bit PNGs as float32 in [0, 1]; the exact uint8 value is round(v * 255).
-    import matplotlib.image
+def _read_image(path):
+    """Decode a PNG or JPEG to uint8 ``(H, W)`` (grayscale) or ``(H, W, 3)`` (alpha dropped)."""
+    from lowbit.data.images import UnreadableImage, read_image
 
     try:
-        img = matplotlib.image.imread(path)
-    except Exception as e:  # matplotlib/pillow raise many types for a bad file
-        raise InputError(f"cannot read image {path} ({e}); expected an 8-bit PNG") from None
-    if img.dtype != np.uint8:
-        img = np.rint(np.asarray(img, np.float64) * 255.0).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    return img
+        img = read_image(path)
+    except UnreadableImage as e:
+        raise InputError(f"cannot read image {path} ({e}); expected an 8-bit PNG or a JPEG") from None
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("L" if img.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
+    return np.asarray(img, dtype=np.uint8)
 
 
 def load_folder(root, classes=None, mean=None, std=None):
-    """Load ``root/<class>/*.png`` into float32 NCHW images and int64 labels.
+    """Load ``root/<class>/*.png`` (or ``.jpg``) of one shape into float32 NCHW images and int64 labels.
 
     The label of an image is the index of its folder in ``classes``
     (default: the sub-folder names, sorted; all-digit names sort numerically).
@@ -57,11 +59,11 @@ def load_folder(root, classes=None, mean=None, std=None):
         if not os.path.isdir(sub):
             raise InputError(f"class folder {sub} not found; {root} has {sorted(os.listdir(root))}")
         for f in sorted(os.listdir(sub)):
-            if f.lower().endswith(".png"):
-                images.append(_read_png(os.path.join(sub, f)))
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(_read_image(os.path.join(sub, f)))
                 ys.append(label)
     if not images:
-        raise InputError(f"no .png images under {root}; expected ROOT/<class>/*.png")
+        raise InputError(f"no .png/.jpg images under {root}; expected ROOT/<class>/*.png")
     shapes = {img.shape for img in images}
     if len(shapes) != 1:
         raise InputError(f"images under {root} have different shapes {sorted(shapes)}; expected one shape")

@@ -44,17 +44,21 @@ def preprocess(images, mean=None, std=None):
         raise InputError(f"images have dtype {images.dtype}; expected uint8 (N,H,W[,C]) or float (N,C,H,W)")
     channels = x.shape[1]
     if mean is not None:
-        x = x - _per_channel(mean, channels, "mean")
+        x = x - per_channel(mean, channels, "mean")
     if std is not None:
-        s = _per_channel(std, channels, "std")
+        s = per_channel(std, channels, "std")
         if np.any(s <= 0):
             raise InputError(f"std must be positive; got {std}")
         x = x / s
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _per_channel(value, channels, what):
-    v = np.asarray(value, dtype=np.float32).reshape(-1)
+def per_channel(value, channels, what):
+    """``value`` (a scalar or one value per channel) as float32 ``(1, C or 1, 1, 1)``; InputError otherwise."""
+    try:
+        v = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {value!r} is not a number or a list of numbers") from None
     if v.size not in (1, channels):
         raise InputError(f"{what} has {v.size} values; expected 1 or {channels} (one per channel)")
     return v.reshape(1, -1, 1, 1)

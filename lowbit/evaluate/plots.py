@@ -1,6 +1,13 @@
-"""Plots of a sweep (matplotlib, Agg backend): accuracy vs bits, vs size, and throughput vs bits."""
+"""Plots of a sweep (matplotlib, Agg backend): accuracy vs bits, vs size, and throughput vs bits.
+
+Without labels the accuracy plots show the agreement with fp32 instead
+(``agreement_vs_bits.png``, ``agreement_vs_size.png``), and an SQNR plot
+(``sqnr_vs_bits.png``) is added.
+"""
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
 from ..io.atomic import atomic_path
@@ -76,28 +83,55 @@ def _against_bits(results, path, value, ylabel, title) -> Path:
     return path
 
 
+def _labelled(results) -> bool:
+    return all(r.accuracy is not None for result in results for r in result.results)
+
+
+def _quality(results) -> tuple:
+    """``(value(row), axis label, name)``: top-1 accuracy with labels, else agreement with fp32."""
+    if _labelled(results):
+        return lambda r: 100 * r.accuracy, "top-1 accuracy (%)", "Accuracy"
+    per_position = any(result.output != "scores" for result in results)
+    return (lambda r: 100 * (r.agreement or 0.0),
+            "argmax agreement with fp32 (%, per position)" if per_position else "top-1 agreement with fp32 (%)",
+            "Agreement")
+
+
 def plot_accuracy_vs_bits(results, path) -> Path:
-    """Top-1 accuracy (%) against bits per weight, log2 x-axis, one line per model."""
-    return _against_bits(results, path, lambda r: 100 * r.accuracy, "top-1 accuracy (%)", "Accuracy vs precision")
+    """Top-1 accuracy (%) against bits per weight, log2 x-axis, one line per model (agreement without labels)."""
+    value, ylabel, name = _quality(results)
+    return _against_bits(results, path, value, ylabel, f"{name} vs precision")
+
+
+def plot_sqnr_vs_bits(results, path) -> Path:
+    """Output SQNR (dB) against bits; rows with identical outputs (infinite SQNR) are left out."""
+    finite = [copy.copy(result) for result in results]
+    for result in finite:
+        result.results = [r for r in result.results if r.sqnr_db is not None and math.isfinite(r.sqnr_db)]
+    return _against_bits(finite, path, lambda r: r.sqnr_db, "output SQNR against fp32 (dB)", "SQNR vs precision")
 
 
 def plot_accuracy_vs_size(results, path) -> Path:
-    """Top-1 accuracy (%) against model file size (KiB, log x-axis); the line is each model's Pareto front."""
+    """Top-1 accuracy (%) against model file size (KiB, log x-axis); the line is each model's Pareto front.
+
+    Without labels: the agreement with fp32.
+    """
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
+    value, ylabel, name = _quality(results)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = _series(results)
     for i, (label, rows) in enumerate(series.items()):
         rows = sorted(rows, key=lambda r: r.size_bytes)
-        xs, ys = [r.size_bytes / 1024 for r in rows], [100 * r.accuracy for r in rows]
+        xs, ys = [r.size_bytes / 1024 for r in rows], [value(r) for r in rows]
         ax.scatter(xs, ys, color=f"C{i}", zorder=3)
         front, best = [], -1.0
         for x, y in zip(xs, ys):
             if y > best:
                 front.append((x, y))
                 best = y
-        ax.plot(*zip(*front), color=f"C{i}", label=f"{label} (best accuracy up to each size)")
+        ax.plot(*zip(*front), color=f"C{i}", label=f"{label} (best {name.lower()} up to each size)")
         if len(series) == 1:
             for k, (x, y, r) in enumerate(zip(xs, ys, rows)):
                 ax.annotate(r.precision, (x, y), textcoords="offset points", fontsize=8,
@@ -106,8 +140,8 @@ def plot_accuracy_vs_size(results, path) -> Path:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("model file size (KiB, log scale)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("Accuracy vs model size")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{name} vs model size")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9, loc="lower right")
     path = _save(fig, path)
@@ -141,8 +175,13 @@ def plot_sensitivity(rows, precision: str, path) -> Path:
 
 
 def plot_sweep(results, out_dir) -> list:
-    """All three sweep plots into ``out_dir``."""
+    """The sweep plots into ``out_dir``: three with labels, agreement and SQNR ones without."""
     out = Path(out_dir)
-    return [plot_accuracy_vs_bits(results, out / "accuracy_vs_bits.png"),
-            plot_accuracy_vs_size(results, out / "accuracy_vs_size.png"),
-            plot_throughput_vs_bits(results, out / "throughput_vs_bits.png")]
+    quality = "accuracy" if _labelled(results) else "agreement"
+    paths = [plot_accuracy_vs_bits(results, out / f"{quality}_vs_bits.png"),
+             plot_accuracy_vs_size(results, out / f"{quality}_vs_size.png"),
+             plot_throughput_vs_bits(results, out / "throughput_vs_bits.png")]
+    if not _labelled(results) and any(r.sqnr_db is not None and math.isfinite(r.sqnr_db)
+                                      for result in results for r in result.results):
+        paths.append(plot_sqnr_vs_bits(results, out / "sqnr_vs_bits.png"))
+    return paths

@@ -10,8 +10,12 @@ from ..io.atomic import atomic_path
 
 COLUMNS = [("precision", "precision", "{}"), ("bits", "bits", "{}"), ("accuracy", "accuracy %", "{:.2%}"),
            ("top5", "top-5 %", "{:.2%}"), ("drop", "drop (pts)", "{:+.2f}"), ("agreement", "agree w/ fp32", "{:.2%}"),
+           ("agreement_top5", "agree top-5", "{:.2%}"), ("sqnr_db", "SQNR dB", "{:.1f}"),
            ("size_bytes", "size (bytes)", "{:,}"), ("images_per_s", "img/s", "{:,.0f}"),
            ("calibration_seconds", "calib s", "{:.2f}")]
+# Shown only when some row has a value: accuracy columns need labels, top-5 needs > 5 classes, and
+# results.json files written before agreement_top5 / sqnr_db existed lack them.
+OPTIONAL = {"accuracy", "top5", "drop", "agreement", "agreement_top5", "sqnr_db"}
 
 
 def _cell(value, fmt: str) -> str:
@@ -22,26 +26,63 @@ def _cell(value, fmt: str) -> str:
     return fmt.format(value)
 
 
+def columns(result) -> list:
+    """The ``(key, title, format)`` columns that ``result`` has values for."""
+    return [(key, title, fmt) for key, title, fmt in COLUMNS
+            if key not in OPTIONAL or any(getattr(r, key, None) is not None for r in result.results)]
+
+
 def table_rows(result) -> tuple:
-    rows = [[_cell(getattr(r, key), fmt) for key, _, fmt in COLUMNS] for r in result.results]
-    return [title for _, title, _ in COLUMNS], rows
+    cols = columns(result)
+    if result.output != "scores":
+        cols = [(k, "agree/position" if k == "agreement" else t, f) for k, t, f in cols]
+    rows = [[_cell(getattr(r, key, None), fmt) for key, _, fmt in cols] for r in result.results]
+    return [title for _, title, _ in cols], rows
+
+
+def _title(result) -> str:
+    text = f"{result.model} on {result.dataset} ({result.n_test:,} test samples"
+    if result.skipped:
+        text += f"; {result.skipped:,} unreadable file(s) skipped"
+    if not result.labelled:
+        text += "; no labels: agreement and SQNR against fp32"
+    if result.output == "map":
+        text += "; agreement per position of the argmax over axis 1"
+    return text + ")"
+
+
+def layer_table(result) -> tuple:
+    """Per-layer SQNR (dB): header ``[layer, precision...]`` and one row per layer ("-": not comparable)."""
+    precisions = list(result.layer_sqnr)
+    layers = list(dict.fromkeys(name for rows in result.layer_sqnr.values() for name in rows))
+    rows = [[layer] + [_cell(result.layer_sqnr[p].get(layer), "{:.1f}") for p in precisions] for layer in layers]
+    return ["layer SQNR dB"] + precisions, rows
+
+
+def _aligned(header, rows) -> list:
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def _markdown(header, rows) -> list:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"] \
+        + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def text_table(result) -> str:
-    """The sweep as an aligned plain-text table."""
-    header, rows = table_rows(result)
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    lines = [f"{result.model} on {result.dataset} ({result.n_test:,} test samples)", fmt(header),
-             fmt(["-" * w for w in widths])]
-    return "\n".join(lines + [fmt(r) for r in rows])
+    """The sweep as an aligned plain-text table (and the per-layer SQNR table when measured)."""
+    lines = [_title(result)] + _aligned(*table_rows(result))
+    if result.layer_sqnr:
+        lines += [""] + _aligned(*layer_table(result))
+    return "\n".join(lines)
 
 
 def markdown_table(result) -> str:
-    header, rows = table_rows(result)
-    lines = [f"## {result.model} on {result.dataset} ({result.n_test:,} test samples)", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines = ["## " + _title(result), ""] + ([f"Preprocessing: {result.preprocessing}.", ""] if result.preprocessing
+                                            else []) + _markdown(*table_rows(result))
+    if result.layer_sqnr:
+        lines += ["", "### Per-layer SQNR (dB) against fp32", ""] + _markdown(*layer_table(result))
     return "\n".join(lines) + "\n"
 
 
