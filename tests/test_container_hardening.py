@@ -106,7 +106,8 @@ def test_a_float8_constant_without_its_scale_is_refused(fp8_file, tmp_path):
     (lambda d: d["inputs"][0].__setitem__("dtype", "O"), r"inputs\[0\].dtype"),
     (lambda d: d["inputs"][0].__setitem__("shape", [-3, 1]), r"inputs\[0\].shape"),
     (lambda d: d.__setitem__("version", 99), "version 99"),
-    (lambda d: d["nodes"][0]["attrs"]["dict"].__setitem__("pads", {"pickle": "x"}), "an encoded value"),
+    (lambda d: d["nodes"][0]["attrs"]["dict"].__setitem__("pads", {"tensor": 3}), r'\{"tensor": \.\.\.\} holding'),
+    (lambda d: d["nodes"][0]["attrs"]["dict"].__setitem__("pads", {"float": "big"}), r'\{"float": \.\.\.\} holding'),
 ])
 def test_schema_violations_are_refused(int8_file, tmp_path, mutate, match):
     _refused(_mutated(int8_file, tmp_path / "m.lowbit", mutate), match)

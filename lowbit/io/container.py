@@ -43,6 +43,8 @@ def _encode_value(value, tensors: dict, key: str):
         return value.item()
     if isinstance(value, tuple):
         return {"tuple": [_encode_value(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode_value(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {"dict": {k: _encode_value(v, tensors, f"{key}.{k}") for k, v in value.items()}}
     if isinstance(value, float) and not np.isfinite(value):

@@ -13,8 +13,8 @@
   ``quant`` objects;
 * an encoded value is ``null``, a bool, a number, a string, a list of
   encoded values, ``{"tensor": key}``, ``{"tuple": [...]}``,
-  ``{"dict": {...}}`` or ``{"float": "inf" | "-inf" | "nan"}``, nested at
-  most :data:`MAX_DEPTH` deep.
+  ``{"dict": {...}}``, ``{"float": "inf" | "-inf" | "nan"}`` or a plain
+  object of encoded values, nested at most :data:`MAX_DEPTH` deep.
 
 :func:`check_quantization` runs on the decoded graph: every scale (an
 attribute or quantization entry whose name ends in ``scale``/``scales``) is
@@ -76,7 +76,17 @@ def _encoded(value, label, where, depth=0):
             return
         if kind == "float" and inner in ("inf", "-inf", "nan"):
             return
-    _fail(label, where, 'an encoded value (null, bool, number, string, list, {"tensor"|"tuple"|"dict"|"float": ...})')
+        if kind in ("tensor", "tuple", "dict", "float"):
+            _fail(label, where, f'{{"{kind}": ...}} holding ' + {"tensor": "an array key", "tuple": "a list",
+                                                                  "dict": "an object",
+                                                                  "float": '"inf", "-inf" or "nan"'}[kind])
+    if isinstance(value, dict):
+        # A plain JSON object: what files written before lists were encoded element by element hold
+        # inside lists (fine-tuning histories); decoded as it is.
+        for k, v in value.items():
+            _encoded(v, label, f"{where}.{k}", depth + 1)
+        return
+    _fail(label, where, 'an encoded value (null, bool, number, string, list, object)')
 
 
 def _encoded_dict(value, label, where):
