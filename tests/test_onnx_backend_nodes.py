@@ -87,6 +87,7 @@ EXCLUDED = {
     # --- reductions, arg-reductions and top-k
     # --- normalisation over other axes (LayerNorm, InstanceNorm, GroupNorm)
     # --- more data movement
+    # --- type plumbing (CastLike, Size)
 }
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from .binary import nodes as binary
 from .float import activations, conv, elementwise, gemm, normalization, pool, reduce, shape_ops, softmax
 from .float import indexing, tiling
-from .float import compare, math
-from .float import resize
-from .float import argreduce, topk
 from .float import gelu, layer_norm, normalization_more
 from .float import conv_transpose
+from .float import resize
+from .float import argreduce, topk
+from .float import compare, math
+from .float import type_ops
 from .int8 import conv as conv_int8
 from .int8 import elementwise as elementwise_int8
 from .int8 import gemm as gemm_int8
@@ -135,6 +136,9 @@ KERNELS = {
     ("ScatterND", "fp32"): indexing.scatter_nd,
     ("OneHot", "fp32"): indexing.one_hot,
     ("NonZero", "fp32"): indexing.non_zero,
+    # --- type plumbing (CastLike, Size)
+    ("CastLike", "fp32"): type_ops.cast_like,
+    ("Size", "fp32"): type_ops.size,
     # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
     ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,
     ("DequantizeLinear", "int8"): quantize_int8.dequantize_linear,
