@@ -1,4 +1,4 @@
-"""Writing a sweep: results.json, results.md, results.csv, and the console table."""
+"""Writing a sweep: results.json, results.md, results.csv, and the console tables (rendered by rich)."""
 from __future__ import annotations
 
 import csv
@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+from ..console import render_table
 from ..io.atomic import atomic_path
 
 COLUMNS = [("precision", "precision", "{}"), ("bits", "bits", "{}"), ("accuracy", "accuracy %", "{:.2%}"),
@@ -60,9 +61,7 @@ def layer_table(result) -> tuple:
 
 
 def _aligned(header, rows) -> list:
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
-    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return render_table(header, rows).splitlines()
 
 
 def _markdown(header, rows) -> list:
@@ -78,9 +77,31 @@ def text_table(result) -> str:
     return "\n".join(lines)
 
 
+def reference_lines(result) -> list:
+    """One line per onnxruntime reference timing (and its note), for the console."""
+    lines = []
+    for label, entry in (result.reference or {}).items():
+        if isinstance(entry, dict):
+            accuracy = "" if entry.get("accuracy") is None else f", top-1 {100 * entry['accuracy']:.2f}%"
+            lines.append(f"{label}: {entry['images_per_s']:,.0f} img/s (median of {len(entry['runs'])} runs{accuracy})")
+    if (result.reference or {}).get("note"):
+        lines.append(f"note: {result.reference['note']}")
+    return lines
+
+
+def sensitivity_text(rows, precision: str) -> str:
+    """The rows of one sensitivity run as an aligned table."""
+    header = ["layer", "op", "drop (pts)", "SQNR dB"]
+    body = [[r["layer"], r["op"], f"{r['drop']:+.2f}", f"{r['sqnr_db']:.1f}"] for r in rows]
+    return f"sensitivity to {precision} (only that layer quantized)\n" + \
+        render_table(header, body, ["left", "left", "right", "right"])
+
+
 def markdown_table(result) -> str:
     lines = ["## " + _title(result), ""] + ([f"Preprocessing: {result.preprocessing}.", ""] if result.preprocessing
                                             else []) + _markdown(*table_rows(result))
+    if result.reference:
+        lines += [""] + [f"- {line}" for line in reference_lines(result)]
     if result.layer_sqnr:
         lines += ["", "### Per-layer SQNR (dB) against fp32", ""] + _markdown(*layer_table(result))
     return "\n".join(lines) + "\n"

@@ -12,6 +12,11 @@ precision runs on each batch beside fp32, nothing but one batch is held).
 Without labels the accuracy columns are ``None``; agreement with fp32,
 top-5 agreement, output SQNR and (for batches) per-layer SQNR are reported
 for any output shape (:mod:`lowbit.evaluate.label_free`).
+
+``include`` adds already quantized ``.lowbit`` files (e.g. a fine-tuned
+binary model) as rows next to the post-training row of their precision;
+``reference=True`` times onnxruntime's fp32 and its own QDQ int8 on the same
+images (:mod:`lowbit.evaluate.ort_reference`; a note when it is not installed).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..precision import get as get_precision
-from ..progress import Progress
+from ..console import Progress, set_quiet
 from .label_free import Comparison, LabelScore, LayerSQNR, compare, output_kind
 from .metrics import top1, topk
 
@@ -69,10 +74,17 @@ class SweepResult:
     skipped: int = 0
     preprocessing: str = ""
     layer_sqnr: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+    command: str = ""
+    settings: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         doc = {"model": self.model, "dataset": self.dataset, "n_test": self.n_test,
                "calibration": self.calibration, "results": [r.as_dict() for r in self.results]}
+        if self.reference:
+            doc["reference"] = self.reference
+        if self.command or self.settings:
+            doc.update(command=self.command, settings=self.settings)
         if not self.labelled or self.output != "scores" or self.skipped or self.preprocessing or self.layer_sqnr:
             layers = {p: {k: (v if v is None or np.isfinite(v) else None) for k, v in rows.items()}
                       for p, rows in self.layer_sqnr.items()}
@@ -88,7 +100,8 @@ class SweepResult:
                    results=[PrecisionResult(**row) for row in doc["results"]],
                    labelled=doc.get("labelled", True), output=doc.get("output", "scores"),
                    skipped=doc.get("skipped", 0), preprocessing=doc.get("preprocessing", ""),
-                   layer_sqnr=doc.get("layer_sqnr", {}))
+                   layer_sqnr=doc.get("layer_sqnr", {}), reference=doc.get("reference", {}),
+                   command=doc.get("command", ""), settings=doc.get("settings", {}))
 
     def get(self, precision: str) -> PrecisionResult:
         return next(r for r in self.results if r.precision == precision)
@@ -164,9 +177,61 @@ def evaluate_precision(source: str, precision: str, x_test, y_test, calibration,
     return scores, row
 
 
+def included_row(path) -> dict:
+    """The :class:`PrecisionResult` fields known before running an included ``.lowbit`` file.
+
+    Its label is its precision and ``(fine-tuned)`` when lowbit's trainer made
+    it, else its precision and file name: ``binary (fine-tuned)``.
+    """
+    import lowbit
+
+    path = Path(path)
+    metadata = lowbit.load(path).graph.metadata
+    precision = str(metadata.get("precision") or "fp32")
+    tuned = "finetune" in metadata or str(metadata.get("producer", "")).startswith("lowbit.train")
+    return dict(precision=f"{precision} ({'fine-tuned' if tuned else path.stem})", bits=get_precision(precision).bits,
+                size_bytes=path.stat().st_size, calibration_seconds=0.0, model_file=str(path))
+
+
+def evaluate_included(path, x_test, y_test, batch_size: int = 256, threads: int | None = None) -> tuple:
+    """Run an already quantized ``.lowbit`` file on the test set: ``(scores, row)`` as :func:`evaluate_precision`."""
+    import lowbit
+
+    row = included_row(path)
+    model = lowbit.load(path)
+    scores, seconds, compile_seconds = timed_run(model, x_test, batch_size, threads)
+    labelled = y_test is not None and output_kind(scores.shape) == "scores"
+    row.update(accuracy=top1(scores, y_test) if labelled else None, top5=topk(scores, y_test) if labelled else None,
+               images_per_s=_samples(x_test) / seconds, compile_seconds=compile_seconds,
+               overflow=int(sum(model._executor(batch_size, threads).overflow.values())))
+    return scores, row
+
+
+def _unique(label: str, taken, path) -> str:
+    """``label``, or ``precision (file name)`` when another row already has it."""
+    return label if label not in taken else f"{label.split(' (')[0]} ({Path(path).name})"
+
+
+def _ordered(names, included) -> list:
+    """Sweep precisions with each included label right after the precision it shares."""
+    order = list(names)
+    for label in included:
+        base = label.split(" (")[0]
+        at = max((i for i, name in enumerate(order) if name.split(" (")[0] == base), default=len(order) - 1)
+        order.insert(at + 1, label)
+    return order
+
+
+def _pool(jobs: int):
+    context = multiprocessing.get_context("spawn")
+    # workers draw no progress bars of their own: the parent's bar counts their results
+    return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=set_quiet)
+
+
 def sweep(source, x_test, y_test, precisions, *, calibration=None, method: str = "minmax", out_dir=".",
           batch_size: int = 256, threads: int | None = None, jobs: int = 1, model_label: str | None = None,
-          dataset_label: str = "", options: dict | None = None, progress=True) -> SweepResult:
+          dataset_label: str = "", options: dict | None = None, progress=True, include=(),
+          reference: bool = False) -> SweepResult:
     """Evaluate ``source`` at every precision in ``precisions``.
 
     Parameters
@@ -184,6 +249,10 @@ def sweep(source, x_test, y_test, precisions, *, calibration=None, method: str =
     jobs : int
         Worker processes; accuracies are identical to a serial run, while
         img/s measured by concurrent workers shares the cores.
+    include : list of paths
+        Quantized ``.lowbit`` files evaluated as extra rows (see :func:`included_row`).
+    reference : bool
+        Also time onnxruntime fp32 and int8 (``SweepResult.reference``).
 
     Returns
     -------
@@ -192,17 +261,18 @@ def sweep(source, x_test, y_test, precisions, *, calibration=None, method: str =
     if not isinstance(x_test, (np.ndarray, dict)):
         return sweep_batches(source, x_test, precisions, calibration=calibration, method=method, out_dir=out_dir,
                              batch_size=batch_size, threads=threads, jobs=jobs, model_label=model_label,
-                             dataset_label=dataset_label, options=options, progress=progress)
+                             dataset_label=dataset_label, options=options, progress=progress, include=include,
+                             reference=reference)
     names = _names(precisions)
     models_dir = Path(out_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     args = dict(x_test=x_test, y_test=y_test, calibration=calibration, method=method, models_dir=str(models_dir),
                 batch_size=batch_size, threads=threads, options=options)
-    bar = Progress(len(names), label="sweep", stream=None if not progress else __import__("sys").stderr)
+    bar = Progress(len(names) + len(include) + bool(reference), label="sweep",
+                   stream=None if not progress else __import__("sys").stderr)
     outcomes = {}
     if jobs > 1:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with _pool(jobs) as pool:
             futures = {pool.submit(evaluate_precision, os.fspath(source), name, **args): name for name in names}
             for future in concurrent.futures.as_completed(futures):
                 outcomes[futures[future]] = future.result()
@@ -211,11 +281,24 @@ def sweep(source, x_test, y_test, precisions, *, calibration=None, method: str =
         for name in names:
             outcomes[name] = evaluate_precision(os.fspath(source), name, **args)
             bar.update(1, images=_samples(x_test))
+    for path in include:
+        scores, row = evaluate_included(path, x_test, y_test, batch_size, threads)
+        row["precision"] = _unique(row["precision"], outcomes, path)
+        outcomes[row["precision"]] = scores, row
+        bar.update(1, images=_samples(x_test))
+    timings = {}
+    if reference:
+        from .ort_reference import measure
+
+        timings = measure(source, x_test, y_test, calibration, batch_size=batch_size, threads=threads)
+        bar.update(1)
     bar.close()
+    names = _ordered(names, [label for label in outcomes if label not in names])
     reference, ref_row = outcomes["fp32"]
     result = SweepResult(model=model_label or Path(source).name, dataset=dataset_label, n_test=_samples(x_test),
                          calibration={"method": method, "samples": 0 if calibration is None else _samples(calibration)},
-                         labelled=ref_row["accuracy"] is not None, output=output_kind(reference.shape))
+                         labelled=ref_row["accuracy"] is not None, output=output_kind(reference.shape),
+                         reference=timings)
     for name in names:
         scores, row = outcomes[name]
         result.results.append(PrecisionResult(drop=_drop(ref_row["accuracy"], row["accuracy"]),
@@ -270,7 +353,7 @@ def run_layers(model, x, plan: dict, batch_size, threads) -> dict:
 def sweep_batches(source, batches, precisions, *, calibration=None, method: str = "minmax", out_dir=".",
                   batch_size: int = 256, threads: int | None = None, jobs: int = 1, model_label: str | None = None,
                   dataset_label: str = "", options: dict | None = None, progress=True, layer_samples: int = 256,
-                  layer_chunk: int = 8) -> SweepResult:
+                  layer_chunk: int = 8, include=(), reference: bool = False) -> SweepResult:
     """Evaluate ``source`` at every precision over a stream of batches, with or without labels.
 
     Every precision is quantized and saved first (in ``jobs`` processes);
@@ -287,6 +370,10 @@ def sweep_batches(source, batches, precisions, *, calibration=None, method: str 
         Per-layer SQNR (outputs of each Conv/Gemm/MatMul, dequantized for
         integer graphs) is measured on the first ``layer_samples`` samples,
         ``layer_chunk`` at a time.
+    include : list of paths
+        Quantized ``.lowbit`` files run beside the precisions (see :func:`included_row`).
+    reference : bool
+        Not measured on a stream: ``SweepResult.reference`` holds a note saying so.
 
     Returns
     -------
@@ -300,16 +387,21 @@ def sweep_batches(source, batches, precisions, *, calibration=None, method: str 
     from ..quant.sensitivity import weighted_layers
 
     names = _names(precisions)
+    want_reference = reference  # the name is reused for the fp32 outputs below
     models_dir = Path(out_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     args = dict(calibration=calibration, method=method, models_dir=str(models_dir), options=options)
     if jobs > 1:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with _pool(jobs) as pool:
             futures = {name: pool.submit(build_precision, os.fspath(source), name, **args) for name in names}
             built = {name: future.result() for name, future in futures.items()}
     else:
         built = {name: build_precision(os.fspath(source), name, **args) for name in names}
+    for path in include:
+        row = included_row(path)
+        row["precision"] = _unique(row["precision"], built, path)
+        built[row["precision"]] = row
+    names = _ordered(names, [label for label in built if label not in names])
     models = {name: lowbit.load(row["model_file"]) for name, row in built.items()}
     reference_model = models["fp32"]
     layers = [n.outputs[0] for n in weighted_layers(reference_model.graph)]
@@ -356,7 +448,10 @@ def sweep_batches(source, batches, precisions, *, calibration=None, method: str 
     result = SweepResult(model=model_label or Path(source).name, dataset=dataset_label, n_test=n,
                          calibration={"method": method, "samples": 0 if calibration is None else _samples(calibration)},
                          labelled=labelled, output=kind,
-                         layer_sqnr={name: acc.result() for name, acc in layer_sqnr.items()})
+                         layer_sqnr={name: acc.result() for name, acc in layer_sqnr.items()},
+                         reference={"note": "onnxruntime reference timings are measured on in-memory test "
+                                            "arrays (--data FILE.npz), not on streamed image folders"}
+                         if want_reference else {})
     ref_accuracy = scores["fp32"].result()["accuracy"] if labelled else None
     for name in names:
         measured = scores[name].result() if labelled else {"accuracy": None, "top5": None}

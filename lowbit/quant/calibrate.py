@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..console import Progress
+
 METHODS = ("minmax", "percentile", "entropy", "mse")
 HISTOGRAM_BINS = 2048
 
@@ -121,13 +123,18 @@ def calibrate(run_batches, names, method: str = "minmax", percentile: float = 99
         if name in wanted and isinstance(value, np.ndarray) and value.dtype.kind == "f":
             stats[name].observe_range(value)
 
+    histogram = method != "minmax"
+    # on a terminal only (transient): the passes, then the thresholds that histogram methods search
+    bar = Progress(1 + (1 + len(stats) if histogram else 0), f"calibrate ({method})", transient=True)
     run_batches(observe_range)
-    if method != "minmax":
+    bar.update(1)
+    if histogram:
         def observe_histogram(name, value):
             if name in wanted and isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 stats[name].observe_histogram(value)
 
         run_batches(observe_histogram)
+        bar.update(1)
     ranges = {}
     for name, s in stats.items():
         if not np.isfinite(s.lo):
@@ -142,4 +149,7 @@ def calibrate(run_batches, names, method: str = "minmax", percentile: float = 99
                 t = _mse_threshold(s, (1 << (bits - 1)) - 1)
             lo, hi = max(lo, -t), min(hi, t)
         ranges[name] = (float(lo), float(hi))
+        if histogram:
+            bar.update(1)
+    bar.close()
     return ranges

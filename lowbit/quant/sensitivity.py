@@ -15,7 +15,7 @@ import numpy as np
 from ..evaluate.metrics import sqnr_db, top1
 from ..evaluate.report import write_text
 from ..precision import get as get_precision
-from ..progress import Progress
+from ..console import Progress
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
 

@@ -13,7 +13,7 @@ from lowbit.train.augment import random_shift_rotate
 from lowbit.train.checkpoint import load_checkpoint, save_checkpoint
 from lowbit.train.layers import BatchNorm
 from lowbit.train.loss import distillation, softmax_cross_entropy
-from lowbit.progress import Progress
+from lowbit.console import Progress, is_quiet
 
 #: Recipe keys and their defaults.
 DEFAULT_RECIPE = dict(epochs=10, batch_size=100, optimizer="adam", lr=1e-3, momentum=0.9,
@@ -173,7 +173,7 @@ def train(net, x_train, y_train, recipe, seed=0, x_test=None, y_test=None, check
                 with swapped_in(params, average) if average is not None else contextlib.nullcontext():
                     entry["test_acc"] = evaluate(net, x_test, y_test)
             info["history"].append(entry)
-            if stream:
+            if stream and not is_quiet():
                 stream.write(" ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in entry.items()) + "\n")
                 stream.flush()
