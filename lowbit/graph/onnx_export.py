@@ -1,29 +1,38 @@
 """lowbit Graph → ONNX.
 
-fp32 graphs export as they run (fused Relu/Clip written back as nodes).
+The export opset is the lowest one from 17 (or the model's own opset, up to
+21) in which every node can be written; each fp32 node is written in that
+opset's form by :mod:`lowbit.graph.export_forms` (which also translates
+lowbit's own attributes: fused Relu/Clip, ``legacy_flatten``, ``per_group``).
 Integer graphs export in the QDQ form onnxruntime reads: every integer
 tensor is the output of a QuantizeLinear, every integer op becomes
 ``DequantizeLinear → float op → (Relu/Clip) → QuantizeLinear``, and the
 weights are int8 initializers with a per-channel DequantizeLinear (axis 0),
 biases int32 initializers at scale ``s_x · s_w``.  Data-movement ops
 (Flatten, Reshape, Transpose, Squeeze, Unsqueeze) act on the integer tensor
-directly.
+directly.  :func:`export_onnx` checks the result with ONNX's full checker;
+:func:`check_onnxruntime` also opens it in onnxruntime.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from ..errors import LowbitError
 from ..precision import get as get_precision
 from ..quant.storage import decode_constant
+from .export_forms import IR_VERSIONS, MAX_EXPORT_OPSET, MIN_EXPORT_OPSET, NoForm, tensor_dtypes, write_node
 from .ir import Graph, Node
 
-EXPORT_OPSET = 17
 MOVEMENT = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+
+
+class ExportError(LowbitError):
+    """The graph cannot be written as a valid ONNX model (names the node and the problem)."""
 
 
 class _Exporter:
@@ -65,29 +74,6 @@ class _Exporter:
                       self.scalar(f"{name}::max", hi, np.float32) if math.isfinite(hi) else ""]
             self.add("Clip", inputs, [out], name)
 
-    # ---- per node -------------------------------------------------------------------------
-    def float_node(self, node: Node):
-        attrs = dict(node.attrs)
-        lo, hi = attrs.pop("clip_min", None), attrs.pop("clip_max", None)
-        legacy = attrs.pop("legacy_flatten", 0)
-        for n in node.inputs:
-            if n in self.g.constants:
-                self.const(n, self.g.constants[n])
-        if legacy and node.op_type in ("Softmax", "LogSoftmax"):
-            axis = attrs.get("axis", 1)
-            x = node.inputs[0]
-            self.add("Shape", [x], [f"{node.name}::shape"], f"{node.name}::shape")
-            self.add("Flatten", [x], [f"{node.name}::2d"], f"{node.name}::flatten", axis=axis)
-            self.add(node.op_type, [f"{node.name}::2d"], [f"{node.name}::y2d"], node.name, axis=-1)
-            self.add("Reshape", [f"{node.name}::y2d", f"{node.name}::shape"], node.outputs, f"{node.name}::reshape")
-            return
-        if lo is None:
-            self.add(node.op_type, node.inputs, node.outputs, node.name, **attrs)
-            return
-        raw = f"{node.outputs[0]}::preact"
-        self.add(node.op_type, node.inputs, [raw], node.name, **attrs)
-        self.clamp(raw, node.outputs[0], lo, hi, f"{node.name}::act")
-
     def int_node(self, node: Node):
         op, a, quant = node.op_type, node.attrs, node.quant
         if op == "QuantizeLinear":
@@ -99,10 +85,7 @@ class _Exporter:
             self.dq(node.inputs[0], s, z, signed, node.outputs[0])
             return
         if op in MOVEMENT:
-            for n in node.inputs[1:]:
-                if n in self.g.constants:
-                    self.const(n, self.g.constants[n])
-            self.add(op, node.inputs, node.outputs, node.name, **a)
+            self.take(self.written[node.name])
             self.qparams[node.outputs[0]] = self.qparams[node.inputs[0]]
             return
         if op in ("Conv", "Gemm"):
@@ -166,37 +149,163 @@ class _Exporter:
         self.q(result, ys, yz, ysigned, out)
         self.qparams[out] = (ys, yz, ysigned)
 
+
+    # ---- the whole graph --------------------------------------------------------------------
+    def written_nodes(self) -> list:
+        """Nodes written through the conversion table: fp32 nodes and integer data movement."""
+        return [n for n in self.g.nodes if n.precision == "fp32" or n.op_type in MOVEMENT]
+
+    def choose_opset(self) -> tuple:
+        """``(opset, {node name: Writer})`` for the lowest opset in which every node can be written."""
+        base = max(MIN_EXPORT_OPSET, min(self.g.opset or MIN_EXPORT_OPSET, MAX_EXPORT_OPSET))
+        dtypes = tensor_dtypes(self.g)
+        shapes = dict(self.g.metadata.get("static_shapes", {}))
+        shapes.update({v.name: v.shape for v in self.g.inputs if v.shape is not None})
+        failure = None
+        for opset in range(base, MAX_EXPORT_OPSET + 1):
+            written = {}
+            try:
+                for node in self.written_nodes():
+                    failure = node
+                    written[node.name] = write_node(node, opset, self.g.constants, dtypes, shapes)
+            except NoForm as exc:
+                failure = (failure, str(exc))
+                continue
+            return opset, written
+        node, reason = failure
+        raise ExportError(f"cannot export node {node.name!r} ({node.op_type}) to ONNX opset {base}-"
+                          f"{MAX_EXPORT_OPSET}: {reason}")
+
+    def take(self, writer) -> None:
+        self.nodes.extend(writer.nodes)
+        for name, value in writer.new_constants.items():
+            self.const(name, value)
+
     def run(self) -> onnx.ModelProto:
         self.qparams = {}
         self.produced = set()
         for node in self.g.nodes:
             spec = get_precision(node.precision)
             if spec.is_float and spec.name != "fp32":
-                raise LowbitError(f"cannot export {spec.name} models to ONNX; export fp32 or int8 (QDQ) models")
+                raise ExportError(f"cannot export {spec.name} models to ONNX; export fp32 or int8 (QDQ) models")
             if not spec.is_float and spec.name != "int8":
-                raise LowbitError(f"cannot export {spec.name} layers (node {node.name}) to ONNX QDQ, which holds "
+                raise ExportError(f"cannot export {spec.name} layers (node {node.name}) to ONNX QDQ, which holds "
                                   "8-bit tensors; export fp32 or int8 models")
-            if spec.name == "fp32":
-                self.float_node(node)
+        self.opset, self.written = self.choose_opset()
+        self.dtypes = tensor_dtypes(self.g)
+        # A graph output that is a constant (folded at load) is written as a Constant node.
+        for name in dict.fromkeys(self.g.output_names()):
+            if name in self.g.constants:
+                self.add("Constant", [], [name], f"{name}::constant",
+                         value=numpy_helper.from_array(np.asarray(self.g.constants[name]), name))
+        for node in self.g.nodes:
+            if node.precision == "fp32":
+                self.take(self.written[node.name])
             else:
                 self.int_node(node)
-        def info(v):
-            shape = None if v.shape is None else [d if d is not None else f"{v.name}_dim{i}"
-                                                  for i, d in enumerate(v.shape)]
-            dtype = helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype if v.dtype is not None else np.float32))
-            return helper.make_tensor_value_info(v.name, dtype, shape)
-
-        inputs = [info(v) for v in self.g.inputs]
-        outputs = [info(v) for v in self.g.outputs]
+        produced = {o for n in self.nodes for o in n.output}
+        for proto in self.nodes:
+            for name in proto.input:
+                if name in self.g.constants and name not in self.inits and name not in produced:
+                    value = self.g.constants[name]
+                    if name in self.g.encodings:
+                        value = decode_constant(value, self.g.encodings[name])
+                    self.const(name, value)
+        inputs = [self.info(v) for v in self.g.inputs]
+        outputs = [self.info(v) for v in self.g.outputs]
         graph = helper.make_graph(self.nodes, self.g.name or "lowbit", inputs, outputs, list(self.inits.values()))
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(EXPORT_OPSET, 13))],
-                                  producer_name="lowbit")
-        model.ir_version = 8
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="lowbit")
+        model.ir_version = IR_VERSIONS[self.opset]
+        _fill_output_shapes(model)
         return model
 
+    def info(self, v):
+        shape = v.shape if v.shape is not None else self.g.metadata.get("static_shapes", {}).get(v.name)
+        if shape is not None:
+            shape = [d if d is not None else f"{v.name}_dim{i}" for i, d in enumerate(shape)]
+        dtype = v.dtype if v.dtype is not None else self.dtypes.get(v.name, np.float32)
+        return helper.make_tensor_value_info(v.name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape)
 
-def export_onnx(graph: Graph) -> onnx.ModelProto:
-    """ONNX ModelProto of an fp32 or integer lowbit graph (integer graphs in QDQ form)."""
+
+def _fill_output_shapes(model: onnx.ModelProto) -> None:
+    """Give graph outputs without a shape the one ONNX shape inference finds (the checker needs one)."""
+    missing = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
+    if not missing:
+        return
+    try:
+        inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(model).graph.output}
+    except Exception:
+        return   # the checker reports the problem
+    for out in missing:
+        found = inferred.get(out.name)
+        if found is not None and found.type.tensor_type.HasField("shape"):
+            out.type.CopyFrom(found.type)
+
+
+_NODE_PATTERNS = (
+    (re.compile(r"Name:\s*(?P<name>\S*)\s+OpType:\s*(?P<op>\S+)")),                  # onnx checker context
+    (re.compile(r"op_type:\s*(?P<op>[^,\s]+),\s*node name:\s*(?P<name>[^)]*)\)")),    # onnx shape inference
+    (re.compile(r"Node \((?P<name>[^)]*)\) Op \((?P<op>[^)]*)\)")),                     # onnxruntime
+    (re.compile(r"for (?P<op>\w+)\(\d+\) node with name '(?P<name>[^']*)'")),           # onnxruntime, no kernel
+)
+
+
+def _describe(exc: Exception) -> str:
+    """One line: the node an ONNX/onnxruntime error names, and the problem."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    for pattern in _NODE_PATTERNS:
+        found = pattern.search(text)
+        if found:
+            return f"node {found.group('name')!r} ({found.group('op')}): {first}"
+    return first
+
+
+def _check_io_shapes(model: onnx.ModelProto) -> None:
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for v in values:
+            if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape"):
+                raise ExportError(f"graph {kind} {v.name!r} has no known shape (not even its rank); ONNX requires "
+                                  "one: give the model's inputs and outputs shapes")
+
+
+def export_onnx(graph: Graph, *, check: bool = True) -> onnx.ModelProto:
+    """ONNX ModelProto of an fp32 or integer lowbit graph (integer graphs in QDQ form).
+
+    Raises
+    ------
+    ExportError
+        A node cannot be written in any opset from 17 to 21, or (``check``)
+        ``onnx.checker.check_model(full_check=True)`` rejects the result;
+        the message names the node and the problem.
+    """
     model = _Exporter(graph).run()
-    onnx.checker.check_model(model)
+    if check:
+        _check_io_shapes(model)
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:  # ValidationError, InferenceError
+            raise ExportError(f"the exported ONNX model is invalid: {_describe(exc)}") from None
     return model
+
+
+def check_onnxruntime(model: onnx.ModelProto) -> bool:
+    """Open ``model`` in an onnxruntime session; False when onnxruntime is not installed.
+
+    Raises
+    ------
+    ExportError
+        onnxruntime refuses the model (names the node and the problem).
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot open the exported model: {_describe(exc)}") from None
+    return True
