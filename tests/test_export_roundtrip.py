@@ -41,7 +41,8 @@ CASES = [case for case in BACKEND_CASES
 
 _NEWER_TYPES = ("element types defined only after opset 21 (int2/uint2: 25, float4e2m1: 23, float8e8m0: 24); "
                 "lowbit runs the re-stamped case, but an export at opset <= 21 cannot declare them")
-_ORIGINAL_INVALID = "the case's own model fails onnx.checker full_check the same way (a problem of the case, not of the export)"
+_ORIGINAL_INVALID = ("the case's own model fails onnx.checker full_check the same way (a problem of the case, "
+                     "not of the export)")
 _ORT_NO_KERNEL = "valid ONNX, but onnxruntime has no CPU kernel for this type"
 _CELU_TYPES = "Celu takes float16/bfloat16 only from opset 28; an opset <= 21 export is float32 only"
 
@@ -302,6 +303,11 @@ def test_group_norm_per_group_constants_expand_per_channel_at_21():
     assert proto.op_type == "GroupNormalization" and {a.name for a in proto.attribute} == {"num_groups"}
     np.testing.assert_array_equal(w.new_constants[proto.input[1]], np.float32([0.5, 0.5, 0.5, 2.0, 2.0, 2.0]))
     np.testing.assert_array_equal(w.new_constants[proto.input[2]], np.float32([0.1, 0.1, 0.1, -0.3, -0.3, -0.3]))
+    # Scale at run time: no per-channel constant to write, so the written-out form even at 21.
+    runtime = write_node(node, 21, {}, {"x": np.dtype(np.float32)}, {"x": (1, 6, 4, 4)})
+    assert [p.op_type for p in runtime.nodes] == ["Reshape", "InstanceNormalization", "Shape", "Reshape"]
+    with pytest.raises(NoForm, match="needs opset 21"):
+        write_node(Node("GroupNormalization", "gn", ["x", "s", "b"], ["y"], {"num_groups": 2}), 20, constants, {}, {})
 
 
 def _erf_gelu_chain(opset):

@@ -12,13 +12,12 @@ plus a few attributes of its own.  For an export opset ``v`` (17 to 21),
 * lowbit-internal attributes are translated, never written:
   ``clip_min``/``clip_max`` (a fused Relu/Clip) become a Relu or Clip node,
   ``legacy_flatten`` (Softmax/LogSoftmax/Hardmax before opset 13) becomes
-  Flatten → op(axis=-1) → Reshape, ``per_group`` (GroupNormalization-18)
-  becomes the opset-21 node when its scale and bias are constants and the
-  channel count is known, else the written-out form below;
+  Flatten → op(axis=-1) → Reshape, ``per_group`` (GroupNormalization-18,
+  deprecated: the checker refuses it) becomes the opset-21 node when ``v`` is
+  21, its scale and bias are constants and the channel count is known, else
+  Reshape → InstanceNormalization → Reshape;
 * ops that do not exist in ``v`` are written out: Upsample (deprecated after
-  opset 9) as Resize, Gelu below opset 20 as its Erf/Tanh formula,
-  GroupNormalization below 21 (its opset-18 form is deprecated) as
-  Reshape → InstanceNormalization → Reshape (→ per-channel Mul/Add);
+  opset 9) as Resize, Gelu below opset 20 as its Erf/Tanh formula;
 * a node that has no form in ``v`` raises :class:`NoForm` saying why; the
   exporter then tries the next opset.
 
@@ -263,42 +262,29 @@ def _gelu(w, node, attrs, outputs):
 
 
 def _group_norm(w, node, attrs, outputs):
+    """Opset 21 holds scale and bias per channel; lowbit's ``per_group`` form (opsets 18-20) per group."""
     x, scale, bias = node.inputs[:3]
     per_group = attrs.pop("per_group", 0)
+    if not per_group:
+        if w.opset < 21:
+            raise NoForm("GroupNormalization with per-channel scale and bias needs opset 21")
+        return _plain(w, node, attrs, outputs)
     groups, eps = int(attrs["num_groups"]), float(attrs.get("epsilon", 1e-5))
     shape = w.shapes.get(x)
     channels = shape[1] if shape is not None and len(shape) > 1 else None
     s_value, b_value = w.value(scale), w.value(bias)
-    if w.opset >= 21 and not per_group:
-        return _plain(w, node, attrs, outputs)
     if w.opset >= 21 and s_value is not None and b_value is not None and channels and channels % groups == 0:
         repeat = channels // groups
         s = w.const("scale_c", np.repeat(np.reshape(s_value, -1), repeat))
         b = w.const("bias_c", np.repeat(np.reshape(b_value, -1), repeat))
         return w.emit("GroupNormalization", [x, s, b], outputs, **attrs)
-    # Written out: InstanceNormalization over (N, G, C/G * spatial) holds the per-group statistics.
-    dtype = w.dtypes.get(x) or np.float32
+    # GroupNormalization-18 is deprecated (the checker refuses it): InstanceNormalization over
+    # (N, G, C/G * spatial) computes the same per-group statistics and applies the per-group scale.
     grouped, normed, x_shape = w.tmp("grouped"), w.tmp("normed"), w.tmp("x_shape")
     w.emit("Reshape", [x, w.const("group_shape", np.array([0, groups, -1], np.int64))], [grouped], "group")
-    if per_group:
-        g_scale, g_bias = scale, bias
-    else:
-        g_scale = w.const("ones", np.ones(groups, dtype=dtype))
-        g_bias = w.const("zeros", np.zeros(groups, dtype=dtype))
-    w.emit("InstanceNormalization", [grouped, g_scale, g_bias], [normed], "norm", epsilon=eps)
+    w.emit("InstanceNormalization", [grouped, scale, bias], [normed], "norm", epsilon=eps)
     w.emit("Shape", [x], [x_shape], "shape")
-    if per_group:
-        return w.emit("Reshape", [normed, x_shape], outputs, "ungroup")
-    nc, nc_shape, flat = w.tmp("nc"), w.tmp("nc_shape"), w.tmp("by_channel")
-    w.emit("Shape", [x], [nc], "nc", start=0, end=2)
-    w.emit("Concat", [nc, w.const("minus_one", np.array([-1], np.int64))], [nc_shape], "nc_shape", axis=0)
-    w.emit("Reshape", [normed, nc_shape], [flat], "by_channel")
-    column = w.const("column", np.array([1], np.int64))
-    w.emit("Unsqueeze", [scale, column], [w.tmp("scale_col")], "scale_col")
-    w.emit("Unsqueeze", [bias, column], [w.tmp("bias_col")], "bias_col")
-    w.emit("Mul", [flat, w.tmp("scale_col")], [w.tmp("scaled")], "scaled")
-    w.emit("Add", [w.tmp("scaled"), w.tmp("bias_col")], [w.tmp("affine")], "affine")
-    w.emit("Reshape", [w.tmp("affine"), x_shape], outputs, "ungroup")
+    w.emit("Reshape", [normed, x_shape], outputs, "ungroup")
 
 
 FORMS = {

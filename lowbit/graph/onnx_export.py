@@ -149,7 +149,6 @@ class _Exporter:
         self.q(result, ys, yz, ysigned, out)
         self.qparams[out] = (ys, yz, ysigned)
 
-
     # ---- the whole graph --------------------------------------------------------------------
     def written_nodes(self) -> list:
         """Nodes written through the conversion table: fp32 nodes and integer data movement."""
@@ -158,22 +157,19 @@ class _Exporter:
     def choose_opset(self) -> tuple:
         """``(opset, {node name: Writer})`` for the lowest opset in which every node can be written."""
         base = max(MIN_EXPORT_OPSET, min(self.g.opset or MIN_EXPORT_OPSET, MAX_EXPORT_OPSET))
-        dtypes = tensor_dtypes(self.g)
         shapes = dict(self.g.metadata.get("static_shapes", {}))
         shapes.update({v.name: v.shape for v in self.g.inputs if v.shape is not None})
-        failure = None
         for opset in range(base, MAX_EXPORT_OPSET + 1):
             written = {}
-            try:
-                for node in self.written_nodes():
-                    failure = node
-                    written[node.name] = write_node(node, opset, self.g.constants, dtypes, shapes)
-            except NoForm as exc:
-                failure = (failure, str(exc))
-                continue
-            return opset, written
-        node, reason = failure
-        raise ExportError(f"cannot export node {node.name!r} ({node.op_type}) to ONNX opset {base}-"
+            for node in self.written_nodes():
+                try:
+                    written[node.name] = write_node(node, opset, self.g.constants, self.dtypes, shapes)
+                except NoForm as exc:
+                    failed, reason = node, str(exc)
+                    break
+            else:
+                return opset, written
+        raise ExportError(f"cannot export node {failed.name!r} ({failed.op_type}) to ONNX opset {base}-"
                           f"{MAX_EXPORT_OPSET}: {reason}")
 
     def take(self, writer) -> None:
@@ -191,8 +187,8 @@ class _Exporter:
             if not spec.is_float and spec.name != "int8":
                 raise ExportError(f"cannot export {spec.name} layers (node {node.name}) to ONNX QDQ, which holds "
                                   "8-bit tensors; export fp32 or int8 models")
-        self.opset, self.written = self.choose_opset()
         self.dtypes = tensor_dtypes(self.g)
+        self.opset, self.written = self.choose_opset()
         # A graph output that is a constant (folded at load) is written as a Constant node.
         for name in dict.fromkeys(self.g.output_names()):
             if name in self.g.constants:
@@ -203,10 +199,10 @@ class _Exporter:
                 self.take(self.written[node.name])
             else:
                 self.int_node(node)
-        produced = {o for n in self.nodes for o in n.output}
+        defined = {o for n in self.nodes for o in n.output}
         for proto in self.nodes:
             for name in proto.input:
-                if name in self.g.constants and name not in self.inits and name not in produced:
+                if name in self.g.constants and name not in self.inits and name not in defined:
                     value = self.g.constants[name]
                     if name in self.g.encodings:
                         value = decode_constant(value, self.g.encodings[name])
