@@ -12,7 +12,7 @@ from .precision import get as get_precision
 from .quant.convert_int import convert_int
 from .quant.qdq_import import QDQ_OPS, is_qdq, lower_qdq
 from .quant.quantize import sample_shapes
-from .errors import ModelLoadError
+from .errors import ModelLoadError, ModelSaveError
 from .runtime.executor import Executor, evaluate
 
 
@@ -38,15 +38,38 @@ def load(source, *, optimize_graph: bool = True) -> Model:
     lowbit.errors.UnsupportedOpError
         The model uses ops lowbit cannot run (all listed at once).
     """
+    _check_source(source)
+    if not isinstance(optimize_graph, bool):
+        raise ModelLoadError(f"optimize_graph must be True or False, got {optimize_graph!r}")
     label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if label is not None and container.is_container(label):
         return _load_container(label)
-    graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
-    if is_qdq(graph):
-        return _load_qdq(graph, label)
-    if optimize_graph:
-        optimize(graph, kernel_for, evaluate)
+    try:
+        graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
+        if is_qdq(graph):
+            return _load_qdq(graph, label)
+        if optimize_graph:
+            optimize(graph, kernel_for, evaluate)
+    except MemoryError:
+        raise ModelLoadError(f"{label or 'the model'}: out of memory while preparing the model (a constant or a "
+                             "shape probe is too large)") from None
     return Model(graph, source=label)
+
+
+def _check_source(source) -> None:
+    """A path, bytes or an onnx.ModelProto; anything else is refused in one line."""
+    import onnx
+
+    if isinstance(source, (bytes, bytearray, onnx.ModelProto)):
+        return
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if isinstance(path, bytes) or not path or "\0" in path:
+            raise ModelLoadError(f"model path {path!r} is not a usable file name; expected the path of an .onnx "
+                                 "or .lowbit file")
+        return
+    raise ModelLoadError(f"cannot load a model from a {type(source).__name__}; expected the path of an .onnx or "
+                         ".lowbit file, its bytes, or an onnx.ModelProto")
 
 
 def _load_container(label) -> Model:
@@ -80,4 +103,9 @@ def save(model: Model, path) -> None:
     The file is a zip of ``graph.json`` and ``tensors.npz`` holding the
     tensors in their storage formats; it is read back by :func:`load`.
     """
+    if not isinstance(model, Model):
+        raise ModelSaveError(f"save() takes a lowbit Model (from lowbit.load or lowbit.quantize), "
+                             f"got {type(model).__name__}")
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes) or not os.fspath(path):
+        raise ModelSaveError(f"save() needs a file path for the .lowbit file, got {path!r}")
     container.save_graph(model.graph, path)

@@ -36,7 +36,7 @@ def _checked(convert, ok, expected: str):
     return parse
 
 
-positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+positive_int = _checked(int, lambda v: 1 <= v < 2 ** 31, "a positive integer below 2**31")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _checked(float, lambda v: 0.0 < v < math.inf, "a positive number")
 decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")

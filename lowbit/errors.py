@@ -7,7 +7,23 @@ traceback.  Anything else escaping lowbit is a bug.
 
 
 class LowbitError(Exception):
-    """Base class of user errors (bad file, bad input, unsupported model)."""
+    """Base class of user errors (bad file, bad input, unsupported model).
+
+    The message is kept on one line: control characters that came from a file (a node name
+    holding a newline) are written as escapes.
+    """
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (_one_line(args[0]),) + args[1:]
+        super().__init__(*args)
+
+
+def _one_line(text: str) -> str:
+    text = text.strip()
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class ModelLoadError(LowbitError):

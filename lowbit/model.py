@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ExecutionError, InputError
 from .graph.ir import Graph, count_params
 from .runtime.executor import Executor, fixed_batch
 
@@ -211,11 +211,32 @@ class Model:
             An input of the wrong rank, shape or dtype, naming it, the shape
             given and the shape expected.
         """
+        _check_run_options(batch_size, threads)
+        outputs = self._check_outputs(outputs)
         feeds = self.check_inputs(x)
-        result = self._executor(batch_size, threads).run(feeds, outputs=outputs)
+        try:
+            result = self._executor(batch_size, threads).run(feeds, outputs=outputs)
+        except MemoryError:
+            raise ExecutionError(f"out of memory running {len(next(iter(feeds.values()), ()))} sample(s); "
+                                 "try a smaller batch_size (or a model with a smaller fixed batch)") from None
         if len(result) == 1 and outputs is None:
             return next(iter(result.values()))
         return result
+
+    def _check_outputs(self, outputs):
+        """``outputs`` as a list of tensor names the graph computes (or None)."""
+        if outputs is None:
+            return None
+        if isinstance(outputs, (str, bytes)) or not isinstance(outputs, (list, tuple)) or \
+                not all(isinstance(name, str) for name in outputs):
+            raise InputError(f"outputs must be a list of tensor names, got {_short(outputs)}")
+        known = set(self.graph.constants) | {o for node in self.graph.nodes for o in node.outputs if o} | \
+            set(self.input_names)
+        unknown = [name for name in outputs if name not in known]
+        if unknown:
+            raise InputError(f"outputs {unknown[:5]} are not tensors of the model; expected names such as "
+                             f"{self.output_names[:5]}")
+        return list(outputs)
 
     def summary(self, x=None) -> Summary:
         """Per-layer op, shapes, params, MACs (per image), precision and parameter bytes.
@@ -234,6 +255,8 @@ class Model:
                 dtype = info.dtype if info.dtype is not None else np.float32
                 x[info.name] = np.zeros((1,) + tuple(info.shape[1:]), dtype=dtype)
         feeds = self.check_inputs(x)
+        if any(v.ndim and not len(v) for v in feeds.values()):
+            raise InputError("summary() needs at least one sample; the input given holds none")
         feeds = {k: v[:1] for k, v in feeds.items()}
         rows = Summary()
 
@@ -254,6 +277,20 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({os.path.basename(self.source) if self.source else self.graph.name!r}, " \
                f"{len(self.graph.nodes)} nodes, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_run_options(batch_size, threads) -> None:
+    """``batch_size`` and ``threads``: None or an integer >= 1 (not a bool)."""
+    for name, value in (("batch_size", batch_size), ("threads", threads)):
+        if value is None:
+            continue
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or not 1 <= value < 2 ** 31:
+            raise InputError(f"{name} must be a positive integer (below 2**31) or None, got {_short(value)}")
 
 
 def _expected(info, fixed) -> str:

@@ -28,7 +28,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..io.files import read_regular_file
 from .external_data import load_external_data
 from .ir import Graph, Node, ValueInfo
-from .validate import MAX_OPSET, MIN_OPSET, check_graph, check_proto
+from .validate import MAX_OPSET, MIN_OPSET, check_graph, check_proto, check_types
 ONNX_DOMAINS = ("", "ai.onnx")
 
 
@@ -97,7 +97,7 @@ def attribute_value(attr):
     if kind == A.STRING:
         return attr.s.decode("utf-8", errors="replace")
     if kind == A.TENSOR:
-        return numpy_helper.to_array(attr.t)
+        return tensor_value(attr.t, f"attribute {attr.name!r}")
     if kind == A.FLOATS:
         return tuple(float(v) for v in attr.floats)
     if kind == A.INTS:
@@ -105,6 +105,19 @@ def attribute_value(attr):
     if kind == A.STRINGS:
         return tuple(s.decode("utf-8", errors="replace") for s in attr.strings)
     raise ValueError(f"attribute {attr.name!r} of type {A.AttributeType.Name(kind)}")
+
+
+def tensor_value(tensor, label: str) -> np.ndarray:
+    """A TensorProto as a numpy array, or a one-line ModelLoadError when its data does not match its
+    declared type and dims (raw data cut short, a dim of -5, an unknown element type)."""
+    if any(d < 0 for d in tensor.dims):
+        raise ModelLoadError(f"{label}: tensor '{tensor.name}' has dims {tuple(tensor.dims)}; expected dims >= 0")
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # onnx raises ValueError, TypeError or KeyError for inconsistent tensors
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{label}: tensor '{tensor.name}' (type {tensor.data_type}, dims {tuple(tensor.dims)}) "
+                             f"cannot be read: {message[:160]}") from None
 
 
 def constant_node_value(node, attrs: dict) -> np.ndarray:
@@ -189,6 +202,14 @@ def _structural_problem(op: str, node) -> str | None:
     return None
 
 
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with ONNX shape inference applied (its value_info also feeds :func:`check_types`)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return model  # shapes are a convenience; the executor does not depend on them
+
+
 def import_onnx(source, supported_ops) -> Graph:
     """Convert an ONNX model into a lowbit :class:`Graph`.
 
@@ -208,15 +229,17 @@ def import_onnx(source, supported_ops) -> Graph:
     """
     model, label = _read(source)
     opset = check_proto(model, label)
-    try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        pass  # shapes are a convenience; the executor does not depend on them
+    for proto in list(model.graph.input) + list(model.graph.output):
+        if proto.type.HasField("tensor_type") and not proto.type.tensor_type.elem_type:
+            raise ModelLoadError(f"{label}: graph input or output '{proto.name}' declares a tensor without an "
+                                 "element type; expected e.g. float32")
+    model = _inferred(model)
+    check_types(model, label)
     g = model.graph
 
     constants = {}
     for init in g.initializer:
-        constants[init.name] = numpy_helper.to_array(init)
+        constants[init.name] = tensor_value(init, label)
     inputs = [value_info(v) for v in g.input if v.name not in constants]
     outputs = [value_info(v) for v in g.output]
     shapes = {}
@@ -240,9 +263,15 @@ def import_onnx(source, supported_ops) -> Graph:
         if problem:
             problems.setdefault(problem, []).append(name)
             continue
-        attrs = {a.name: attribute_value(a) for a in proto.attribute}
+        try:
+            attrs = {a.name: attribute_value(a) for a in proto.attribute}
+        except ValueError as exc:
+            raise ModelLoadError(f"{label}: node '{name}' ({op}): {exc}") from None
         if op == "Constant":
-            constants[proto.output[0]] = constant_node_value(proto, attrs)
+            try:
+                constants[proto.output[0]] = constant_node_value(proto, attrs)
+            except ValueError as exc:
+                raise ModelLoadError(f"{label}: node '{name}' (Constant): {exc}") from None
             continue
         node_inputs = list(proto.input)
         canonicalize.n_outputs = len(proto.output)

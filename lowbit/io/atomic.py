@@ -20,10 +20,14 @@ def atomic_path(target):
     LowbitError
         When the target's folder does not exist or is not writable.
     """
+    if not str(target) or str(target).endswith(("/", os.sep)):
+        raise LowbitError(f"cannot write {str(target)!r}: expected a file name")
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise LowbitError(f"cannot write {target}: folder {folder} does not exist")
+    if target.is_dir():
+        raise LowbitError(f"cannot write {target}: it is a directory; expected a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=folder)
     except OSError as exc:
@@ -34,7 +38,10 @@ def atomic_path(target):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise LowbitError(f"cannot write {target}: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -132,7 +132,7 @@ def is_container(path) -> bool:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
-    except OSError:
+    except (OSError, ValueError):
         return False
     return zipfile.is_zipfile(path)
 
@@ -143,7 +143,7 @@ def _member(zf: zipfile.ZipFile, name: str, limit: int, label: str) -> bytes:
         info = zf.getinfo(name)
     except KeyError:
         raise ModelLoadError(f"{label} has no {name}; expected a zip with graph.json and tensors.npz") from None
-    if info.flag_bits & 0x1:
+    if info.flag_bits & 0x1 or _local_flags(zf, info) & 0x1:
         raise ModelLoadError(f"{label}: {name} is encrypted; expected a plain zip member")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise ModelLoadError(f"{label}: {name} uses zip compression method {info.compress_type}; "
@@ -155,6 +155,15 @@ def _member(zf: zipfile.ZipFile, name: str, limit: int, label: str) -> bytes:
     if len(data) > limit:
         raise ModelLoadError(f"{label}: {name} inflates past {limit:,} bytes")
     return data
+
+
+def _local_flags(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The general-purpose flags of ``info``'s local header (zipfile reads only the central directory's)."""
+    zf.fp.seek(info.header_offset)
+    header = zf.fp.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    return int.from_bytes(header[6:8], "little")
 
 
 def _read_tensors(data: bytes, keys: set, label: str) -> dict:
@@ -215,7 +224,7 @@ def load_graph(path) -> Graph:
         with zipfile.ZipFile(path) as zf:
             text = _member(zf, "graph.json", MAX_GRAPH_JSON_BYTES, label)
             try:
-                doc = json.loads(text)
+                doc = json.loads(text.decode("utf-8"))  # UTF-8 only: no BOM, no UTF-16/32 guessing
             except RecursionError:
                 raise ModelLoadError(f"{label}: graph.json nests too deeply; expected a lowbit graph document") from None
             except (UnicodeDecodeError, ValueError) as exc:

@@ -29,8 +29,8 @@ def regular_file_size(path, what: str = "model") -> int:
         info = os.stat(path)
     except FileNotFoundError:
         raise ModelLoadError(f"{what} file not found: {path}") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise ModelLoadError(f"cannot read {what} file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(info.st_mode):
         raise ModelLoadError(f"expected a {what} file, got a directory: {path}")
     if not stat.S_ISREG(info.st_mode):

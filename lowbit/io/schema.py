@@ -173,6 +173,12 @@ def _scales(value):
         yield from np.asarray(value, dtype=np.float64).reshape(-1)
 
 
+def _brief(value) -> str:
+    """``repr(value)`` on one line, at most 80 characters (an array's repr spans lines)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_quantization(graph, label: str) -> None:
     """Scales finite and > 0, integer zero points inside their type, and qmin <= qmax, on every node.
 
@@ -192,28 +198,29 @@ def check_quantization(graph, label: str) -> None:
             except (TypeError, ValueError):
                 values = [float("nan")]
             if not values or not all(np.isfinite(v) and v > 0 for v in values):
-                raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key} {value!r}; "
+                raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key} {_brief(value)}; "
                                      "expected finite scales > 0")
         signed = node.attrs.get("y_signed", node.attrs.get("signed"))
-        if signed is not None and (signed not in (0, 1) or isinstance(signed, float)):
-            raise ModelLoadError(f"{label}: node '{node.name}' has signed flag {signed!r}; expected 0 or 1")
+        if signed is not None and (not isinstance(signed, numbers.Integral) or signed not in (0, 1)):
+            raise ModelLoadError(f"{label}: node '{node.name}' has signed flag {_brief(signed)}; expected 0 or 1")
         lo, hi = _INT_RANGES[int(signed)] if signed is not None else (-128, 255)
         if "qmin" in node.attrs or "qmax" in node.attrs:
             qmin, qmax = node.attrs.get("qmin", lo), node.attrs.get("qmax", hi)
             if not all(isinstance(q, numbers.Integral) for q in (qmin, qmax)) or not lo <= qmin <= qmax <= hi:
-                raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) clamps to [{qmin!r}, {qmax!r}]; "
+                raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) clamps to "
+                                     f"[{_brief(qmin)}, {_brief(qmax)}]; "
                                      f"expected integers with {lo} <= qmin <= qmax <= {hi}")
         for key in ("zero_point", "y_zero_point"):
             if key in node.attrs:
                 zp = node.attrs[key]
                 if not isinstance(zp, numbers.Integral) or not lo <= zp <= hi:
-                    raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key}={zp!r}; "
+                    raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key}={_brief(zp)}; "
                                          f"expected an integer in [{lo}, {hi}]")
         for key in ("x_zero_point", "a_zero_point"):
             if key in node.attrs:
                 zp = node.attrs[key]
                 if not isinstance(zp, numbers.Integral) or not -128 <= zp <= 255:
-                    raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key}={zp!r}; "
+                    raise ModelLoadError(f"{label}: node '{node.name}' ({node.op_type}) has {key}={_brief(zp)}; "
                                          "expected an integer in [-128, 255]")
 
 
@@ -229,22 +236,23 @@ def check_encodings(graph, label: str) -> None:
         if name not in graph.constants:
             raise ModelLoadError(f"{label}: encoding given for '{name}', which is not a stored constant")
         if not isinstance(encoding, dict) or not isinstance(encoding.get("precision"), str):
-            raise ModelLoadError(f"{label}: constant '{name}' has encoding {encoding!r}; expected an object "
+            raise ModelLoadError(f"{label}: constant '{name}' has encoding {_brief(encoding)}; expected an object "
                                  'with a "precision"')
         precision = encoding["precision"]
         if precision.startswith(("fp", "bf")):
             scale = encoding.get("scale")
             if not isinstance(scale, numbers.Real) or isinstance(scale, bool) or not (np.isfinite(scale) and scale > 0):
-                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has scale {scale!r}; "
+                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has scale {_brief(scale)}; "
                                      "expected a finite scale > 0")
         else:
             shape = encoding.get("shape")
             if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has shape {shape!r}; "
+                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has shape {_brief(shape)}; "
                                      "expected a list of non-negative integers")
             bits = encoding.get("bits", 1 if precision == "binary" else None)
             if not isinstance(bits, int) or not 1 <= bits <= 8:
-                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has bits {bits!r}; expected 1 to 8")
+                raise ModelLoadError(f"{label}: constant '{name}' ({precision}) has bits {_brief(bits)}; "
+                                     "expected 1 to 8")
             needed = -(-int(np.prod(shape, dtype=np.int64)) * bits // 8)
             if np.asarray(graph.constants[name]).nbytes < needed:
                 raise ModelLoadError(f"{label}: constant '{name}' packs {np.asarray(graph.constants[name]).nbytes} "

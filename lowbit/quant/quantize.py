@@ -149,11 +149,16 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         calibration took.
     """
     from ..model import Model
+    from .arguments import check_arguments, check_model
 
+    check_model(model)
     try:
         spec = get_precision(precision)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    options = check_arguments(spec, method=method, calibration_size=calibration_size, percentile=percentile,
+                              nodes_to_exclude=nodes_to_exclude, calibration_ranges=calibration_ranges, options=options)
+    nodes_to_exclude = () if nodes_to_exclude is None else nodes_to_exclude
     if method not in METHODS:
         raise InputError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     calibration = check_calibration(calibration)
