@@ -212,14 +212,19 @@ def cmd_export(args) -> int:
     import onnx
 
     from . import load
-    from .graph.onnx_export import export_onnx
+    from .graph.onnx_export import check_onnxruntime, export_onnx
     from .io.atomic import atomic_path
 
     model = load(args.model)
+    # Checked before anything is written: onnx's full checker (in export_onnx), then an onnxruntime
+    # session; either failing is an ExportError naming the node (exit 2, no file).
     proto = export_onnx(model.graph)
+    opened = check_onnxruntime(proto)
     with atomic_path(args.output) as tmp:
         onnx.save(proto, str(tmp))
-    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset {proto.opset_import[0].version})")
+    checks = "onnx full check, onnxruntime session" if opened else "onnx full check; onnxruntime not installed"
+    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset "
+          f"{proto.opset_import[0].version}; {checks})")
     return 0
 
 
