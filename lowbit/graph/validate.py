@@ -87,6 +87,9 @@ def _check_nodes_against_schemas(model: onnx.ModelProto, label: str) -> None:
             name = f"{node.op_type}_{index}" if isinstance(node.op_type, str) else f"node {index}"
             raise ModelLoadError(f"{label}: node '{name}' holds a name or string that is not UTF-8; expected an "
                                  "ONNX file written by an exporter") from None
+        except ValueError:  # the checker re-parses the node in C++ and refuses what protobuf let through
+            raise ModelLoadError(f"{label}: node {index} ({node.op_type}) is malformed (onnx cannot parse it); "
+                                 "expected an ONNX file written by an exporter") from None
         except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             if "is deprecated in domain_version" in first:
