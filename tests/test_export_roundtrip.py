@@ -454,7 +454,7 @@ def test_cli_export_checks_and_writes(tmp_path, capsys):
     onnx.checker.check_model(onnx.load(out), full_check=True)
 
 
-@pytest.mark.parametrize("problem", ["no_form", "onnx_checker", "onnxruntime"])
+@pytest.mark.parametrize("problem", ["no_form", "onnx_checker", "onnxruntime", "onnxruntime_kernel"])
 def test_cli_export_refuses_invalid_results_and_writes_nothing(tmp_path, capsys, problem):
     if problem == "no_form":
         model = _model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn",
@@ -466,6 +466,11 @@ def test_cli_export_refuses_invalid_results_and_writes_nothing(tmp_path, capsys,
         model = _model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[1, 1], strides=[2, 2],
                                          ceil_mode=1)], [_f("x", [1, 1, 2, 2])], [_f("y", [1, 1, 1, 1])], 13)
         expected = r"invalid: node 'pool' \(MaxPool\)"
+    elif problem == "onnxruntime_kernel":
+        # Valid ONNX that lowbit runs; onnxruntime's LRN kernel refuses an even size at session creation.
+        model = _model([helper.make_node("LRN", ["x"], ["y"], name="lrn", size=2)], [_f("x", [1, 3, 2, 2])],
+                       [_f("y", [1, 3, 2, 2])], 13)
+        expected = r"onnxruntime.*node 'lrn' \(LRN\)"
     else:
         model = _model([helper.make_node("Max", ["a", "b"], ["y"], name="max16")],
                        [_f("a", [3], TensorProto.INT16), _f("b", [3], TensorProto.INT16)],
@@ -479,6 +484,20 @@ def test_cli_export_refuses_invalid_results_and_writes_nothing(tmp_path, capsys,
     assert len(err.splitlines()) == 1 and err.startswith("lowbit: error:"), err
     assert __import__("re").search(expected, err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_cli_export_refusal_is_one_line_on_the_real_stderr(tmp_path):
+    # onnxruntime logs from C++ straight to file descriptor 2: a subprocess sees what a user sees.
+    import subprocess
+    import sys
+
+    onnx.save(_model([helper.make_node("LRN", ["x"], ["y"], name="lrn", size=2)], [_f("x", [1, 3, 2, 2])],
+                     [_f("y", [1, 3, 2, 2])], 13), tmp_path / "m.onnx")
+    done = subprocess.run([sys.executable, "-m", "lowbit", "export", str(tmp_path / "m.onnx"), "-o",
+                           str(tmp_path / "out.onnx")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "node 'lrn' (LRN)" in done.stderr, done.stderr
+    assert not (tmp_path / "out.onnx").exists()
 
 
 # ---- int8 QDQ export of the committed zoo models ------------------------------------------------------

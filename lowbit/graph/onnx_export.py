@@ -246,8 +246,8 @@ _NODE_PATTERNS = (
 )
 
 
-def _describe(exc: Exception) -> str:
-    """One line: the node an ONNX/onnxruntime error names, and the problem."""
+def _describe(exc: Exception, model: onnx.ModelProto) -> str:
+    """One line: the node an ONNX/onnxruntime error names (or the op type it mentions), and the problem."""
     text = str(exc).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else type(exc).__name__
@@ -255,6 +255,10 @@ def _describe(exc: Exception) -> str:
         found = pattern.search(text)
         if found:
             return f"node {found.group('name')!r} ({found.group('op')}): {first}"
+    # onnxruntime's kernel constructors name only their class, e.g. "onnxruntime::LRN<T>::LRN(...)".
+    for node in model.graph.node:
+        if re.search(rf"\b{re.escape(node.op_type)}\b", text):
+            return f"node {node.name!r} ({node.op_type}), the first of its type: {first}"
     return first
 
 
@@ -282,7 +286,7 @@ def export_onnx(graph: Graph, *, check: bool = True) -> onnx.ModelProto:
         try:
             onnx.checker.check_model(model, full_check=True)
         except Exception as exc:  # ValidationError, InferenceError
-            raise ExportError(f"the exported ONNX model is invalid: {_describe(exc)}") from None
+            raise ExportError(f"the exported ONNX model is invalid: {_describe(exc, model)}") from None
     return model
 
 
@@ -299,9 +303,9 @@ def check_onnxruntime(model: onnx.ModelProto) -> bool:
     except ImportError:
         return False
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4   # the refusal is reported once, by the ExportError
     try:
         ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ExportError(f"onnxruntime cannot open the exported model: {_describe(exc)}") from None
+        raise ExportError(f"onnxruntime cannot open the exported model: {_describe(exc, model)}") from None
     return True
