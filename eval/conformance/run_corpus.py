@@ -103,15 +103,29 @@ class _Reader:
 def ort_int8(path, x_cal, tmp_dir):
     """Quantize ``path`` with onnxruntime (QDQ, per-channel int8 weights, int8 activations, MinMax).
 
-    Returns ``(quantized path, note)``; the note says whether ``quant_pre_process`` was used.
+    A model below opset 13 is first converted to opset 13 (per-channel QDQ needs it).
+    Returns ``(quantized path, note)``; the note says what was done before quantizing.
     """
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    import onnx
+    from onnx import version_converter
+
     path = os.path.abspath(path)
     name = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    source, note = path, "pre-processed"
+    notes = []
+    model = onnx.load(path)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        # per-channel DequantizeLinear (its axis attribute) needs opset 13
+        upgraded = os.path.join(tmp_dir, "opset13.onnx")
+        onnx.save(version_converter.convert_version(model, 13), upgraded)
+        path = upgraded
+        notes.append(f"opset {opset} converted to 13")
+    del model
+    source = path
     pre = os.path.join(tmp_dir, "pre.onnx")
     cwd = os.getcwd()
     try:
@@ -119,15 +133,16 @@ def ort_int8(path, x_cal, tmp_dir):
         os.chdir(tmp_dir)
         quant_pre_process(path, pre, skip_symbolic_shape=False)
         source = pre
+        notes.append("pre-processed")
     except Exception as exc:  # noqa: BLE001 - pre-processing is optional
-        note = f"without pre-processing ({one_line(exc, 120)})"
+        notes.append(f"without pre-processing ({one_line(exc, 120)})")
     finally:
         os.chdir(cwd)
     out = os.path.join(tmp_dir, "int8.onnx")
     quantize_static(source, out, _Reader(name, x_cal), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
-    return out, note
+    return out, "; ".join(notes)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -270,7 +285,7 @@ def verdict(row):
             return False, f"{precision}: non-finite output"
     ours, theirs = row.get("quant", {}).get("int8", {}).get("sqnr"), row.get("ort_int8_sqnr")
     if ours is not None and theirs is not None and ours < theirs:
-        return False, f"int8 SQNR {ours:.1f} dB < onnxruntime's {theirs:.1f} dB"
+        return False, f"int8 SQNR {ours:.3f} dB < onnxruntime's {theirs:.3f} dB"
     return True, ""
 
 
@@ -328,6 +343,9 @@ def write_report(results, json_path, md_path):
             f"{fmt(r.get('fp32_err'), '.1e')} | {fmt(r.get('fp32_argmax'), '.3f')} | {cell('fp16')} | {cell('int8')} | "
             f"{cell('int4')} | {ort} | {fmt(q.get('int8', {}).get('argmax'), '.3f')} | "
             f"{'yes' if ok else 'no: ' + why.replace('|', '/')} |")
+    if results.get("not_run"):
+        lines += ["", f"Not run (yet) by the last command, {len(results['not_run'])}: "
+                  + ", ".join(results["not_run"]) + "."]
     errors = [(r["name"], r["ort_int8_error"]) for r in rows if "ort_int8_error" in r]
     if errors:
         lines += ["", "onnxruntime's quantizer failed on:", ""]
@@ -348,6 +366,10 @@ def versions():
     try:
         out["lowbit_commit"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                                               text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "lowbit"], capture_output=True,
+                               text=True).stdout.strip()
+        if dirty:
+            out["lowbit_commit"] += " + uncommitted changes in lowbit/"
     except OSError:
         pass
     return out
@@ -392,6 +414,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="threads for lowbit and onnxruntime")
     parser.add_argument("--out-dir", default=HERE, help="where results.json and RESULTS.md go (default: here)")
     parser.add_argument("--name", default="results", help="file stem: NAME.json and NAME.upper().md")
+    parser.add_argument("--render", action="store_true", help="only rewrite NAME.upper().md from NAME.json")
     parser.add_argument("--merge", action="store_true", help="keep rows of models not run now from results.json")
     args = parser.parse_args(argv)
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
@@ -400,8 +423,10 @@ def main(argv=None):
     except FileNotFoundError as exc:
         parser.error(str(exc))
     if args.models:
+        # run in the order the substrings are given
         wanted = [w.strip() for w in args.models.split(",") if w.strip()]
-        entries = [e for e in entries if any(w in e["name"] for w in wanted)]
+        entries = sorted((e for e in entries if any(w in e["name"] for w in wanted)),
+                         key=lambda e: next(i for i, w in enumerate(wanted) if w in e["name"]))
     if args.exclude:
         dropped = [w.strip() for w in args.exclude.split(",") if w.strip()]
         entries = [e for e in entries if not any(w in e["name"] for w in dropped)]
@@ -409,6 +434,11 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     json_path = os.path.join(args.out_dir, args.name + ".json")
     md_path = os.path.join(args.out_dir, args.name.upper() + ".md")
+    if args.render:
+        with open(json_path) as f:
+            write_report(json.load(f), json_path, md_path)
+        print(f"wrote {md_path}")
+        return 0
     command = "nice -n 10 python eval/conformance/run_corpus.py " + " ".join(shlex.quote(a) for a in
                                                                             (argv if argv is not None else sys.argv[1:]))
     results = {"date": datetime.date.today().isoformat(), "commands": [command.strip()], "versions": versions(),
@@ -418,13 +448,14 @@ def main(argv=None):
     if args.merge and os.path.exists(json_path):
         with open(json_path) as f:
             old = json.load(f)
-        now = {e["name"] for e in entries}
-        kept = [r for r in old["models"] if r["name"] not in now]
+        kept = old["models"]  # a row is replaced when its model has run again
         results["commands"] = old.get("commands", []) + results["commands"]
-    order = {e["name"]: i for i, e in enumerate(sorted(
-        entries + [{"name": r["name"], "exporter": r.get("exporter")} for r in kept],
-        key=lambda e: (e.get("exporter") == "pretrained", e["name"])))}
+    everything = {e["name"]: e.get("exporter") for e in entries}
+    everything.update({r["name"]: r.get("exporter") for r in kept})
+    order = {name: i for i, name in enumerate(sorted(everything, key=lambda n: (everything[n] == "pretrained", n)))}
     results["models"] = list(kept)
+    results["not_run"] = [e["name"] for e in entries]
+    write_report(results, json_path, md_path)
     for i, entry in enumerate(entries, 1):
         start = time.perf_counter()
         print(f"[{i}/{len(entries)}] {entry['name']} ...", end=" ", flush=True)
@@ -439,9 +470,11 @@ def main(argv=None):
         print(f"{'PASS' if ok else 'FAIL'} ({row['total_s']:.0f} s) fp32 {fmt(row.get('fp32_err'), '.1e')} "
               + " ".join(f"{p} {fmt(q[p].get('sqnr'))}" for p in q) + f" ort-int8 {fmt(row.get('ort_int8_sqnr'))}"
               + (f" -- {why}" if why else ""), flush=True)
-        results["models"].append(row)
+        results["models"] = [r for r in results["models"] if r["name"] != row["name"]] + [row]
         results["models"].sort(key=lambda r: order.get(r["name"], len(order)))
+        results["not_run"] = [e["name"] for e in entries[i:]]
         write_report(results, json_path, md_path)
+    results["not_run"] = []
     write_report(results, json_path, md_path)
     print(f"wrote {json_path} and {md_path}")
     return 0
