@@ -36,14 +36,11 @@ def _checked(convert, ok, expected: str):
     return parse
 
 
-positive_int = _checked(int, lambda v: 1 <= v < 2 ** 31, "a positive integer below 2**31")
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _checked(float, lambda v: 0.0 < v < math.inf, "a positive number")
 decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 points = _checked(float, lambda v: 0.0 <= v <= 100.0, "a number of accuracy points in [0, 100]")
-percent = _checked(float, lambda v: 0.0 <= v <= 100.0, "a percentage in [0, 100]")
-decibels = _checked(float, math.isfinite, "a number of dB")
-activation_bits = _checked(int, lambda v: 2 <= v <= 8, "an integer from 2 to 8")
 image_size = _checked(lambda t: tuple(int(v) for v in t.lower().replace(",", "x").split("x")),
                       lambda v: len(v) in (1, 2) and min(v) >= 1, "H or HxW (positive integers, e.g. 224 or 224x224)")
 float_list = _checked(lambda t: tuple(float(v) for v in t.split(",")),
@@ -135,6 +132,17 @@ def _check_finite(x, label: str, precision: str, strict: bool) -> None:
     print(f"lowbit: warning: {message}; {consequence}", file=sys.stderr)
 
 
+def _ort_options(args) -> dict:
+    """The onnxruntime-spelled flags of ``lowbit quantize`` given, as :func:`lowbit.quantize` options."""
+    options = {"per_channel": True} if args.per_channel else {}
+    if args.op_types_to_quantize:
+        options["op_types_to_quantize"] = [t for t in args.op_types_to_quantize.split(",") if t]
+    for key in ("weight_type", "calibrate_method"):
+        if getattr(args, key):
+            options[key] = getattr(args, key)
+    return options
+
+
 def cmd_quantize(args) -> int:
     from . import load, quantize, save
     from .precision import get as get_precision
@@ -159,7 +167,7 @@ def cmd_quantize(args) -> int:
                 options[key] = ("binary" if precision.kind == "binary" else "quantized") if choice == "quantized" \
                     else choice
     exclude = [n for n in (args.exclude or "").split(",") if n]
-    options.update(post_training_options(args, precision))
+    options.update(_ort_options(args))
     quantized = quantize(model, precision, calibration=calibration, method=args.method,
                          calibration_size=args.calibration_size, nodes_to_exclude=exclude, **options)
     save(quantized, args.output)
@@ -169,62 +177,18 @@ def cmd_quantize(args) -> int:
     return 0
 
 
-def post_training_options(args, precision=None) -> dict:
-    """``lowbit.quantize`` keywords of ``--equalize``, ``--bias-correction``, ``--adaround`` and ``--activation-bits``.
-
-    With ``precision`` (``lowbit quantize``) a flag that cannot apply to it is
-    a user error; a sweep (``precision`` None) applies each where it can.
-    """
-    options = {}
-    if args.equalize:
-        options["equalize"] = True
-    if args.bias_correction:
-        options["bias_correction"] = True
-    if args.adaround:
-        options["adaround"] = {"iterations": args.adaround_iterations} if args.adaround_iterations else True
-    elif args.adaround_iterations:
-        raise InputError("--adaround-iterations needs --adaround")
-    if args.activation_bits:
-        options["activation_bits"] = args.activation_bits
-    if precision is not None and precision.kind not in ("int", "ternary"):
-        wrong = [f for f, k in (("--bias-correction", "bias_correction"), ("--adaround", "adaround"),
-                                ("--activation-bits", "activation_bits")) if k in options]
-        if wrong:
-            raise InputError(f"{', '.join(wrong)} apply to int2..int8 and ternary, not {precision.name}")
-    return options
-
-
-def add_post_training_flags(parser) -> None:
-    """The post-training algorithm flags shared by ``lowbit quantize`` and ``lowbit eval``."""
-    parser.add_argument("--equalize", action="store_true",
-                        help="cross-layer equalization and high-bias absorption first (exact in fp32)")
-    parser.add_argument("--bias-correction", action="store_true",
-                        help="empirical bias correction of each layer's mean weight-quantization error")
-    parser.add_argument("--adaround", action="store_true", help="learn each weight's rounding (AdaRound) on the "
-                        "calibration data, layer by layer")
-    parser.add_argument("--adaround-iterations", type=positive_int, metavar="N",
-                        help="AdaRound iterations per layer (default 1000)")
-    parser.add_argument("--activation-bits", type=activation_bits, metavar="N",
-                        help="activation bits 2..8 (default: the weight bits; 8 for ternary)")
-
-
 def cmd_export(args) -> int:
     import onnx
 
     from . import load
-    from .graph.onnx_export import check_onnxruntime, export_onnx
+    from .graph.onnx_export import export_onnx
     from .io.atomic import atomic_path
 
     model = load(args.model)
-    # Checked before anything is written: onnx's full checker (in export_onnx), then an onnxruntime
-    # session; either failing is an ExportError naming the node (exit 2, no file).
     proto = export_onnx(model.graph)
-    opened = check_onnxruntime(proto)
     with atomic_path(args.output) as tmp:
         onnx.save(proto, str(tmp))
-    checks = "onnx full check, onnxruntime session" if opened else "onnx full check; onnxruntime not installed"
-    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset "
-          f"{proto.opset_import[0].version}; {checks})")
+    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset {proto.opset_import[0].version})")
     return 0
 
 
@@ -238,31 +202,9 @@ def cmd_inspect(args) -> int:
         print(f"input  {info.name}: {info.describe_shape()} {info.dtype}")
     for info in graph.outputs:
         print(f"output {info.name}: {info.describe_shape()} {info.dtype}")
-    post = graph.metadata.get("post_training")
-    if post:
-        print("post-training: " + describe_post_training(post))
     print()
     print(model.summary())
     return 0
-
-
-def describe_post_training(post: dict) -> str:
-    """One line of what ``graph.metadata["post_training"]`` records."""
-    parts = []
-    if "equalize" in post:
-        eq = post["equalize"]
-        parts.append(f"equalize ({len(eq.get('pairs', []))} layer pairs, {eq.get('iterations', 0)} sweeps, "
-                     f"high bias absorbed in {len(eq.get('absorbed', {}))} layers)")
-    if "adaround" in post:
-        ada = post["adaround"]
-        parts.append(f"adaround ({len(ada.get('layers', {}))} layers, {ada.get('iterations')} iterations, "
-                     f"{ada.get('seconds', 0.0):.1f} s)")
-    if "bias_correction" in post:
-        parts.append(f"bias correction ({len(post['bias_correction'].get('layers', {}))} layers, "
-                     f"{post['bias_correction'].get('inputs', '')} inputs)")
-    if "activation_bits" in post:
-        parts.append(f"activation bits {post['activation_bits']}")
-    return "; ".join(parts)
 
 
 DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary,binary"
@@ -356,12 +298,12 @@ def cmd_eval(args) -> int:
     try:
         precisions = [get_precision(p).name for p in args.precisions.split(",") if p.strip()]
         if args.sensitivity:
-            args.sensitivity = get_precision(args.sensitivity).name
+            args.sensitivity = ",".join(get_precision(p).name for p in args.sensitivity.split(",") if p.strip())
     except ValueError as exc:
         raise LowbitError(str(exc)) from None
     if not precisions:
         raise LowbitError(f"--precisions {args.precisions!r} names no precision; expected e.g. fp32,int8")
-    mixed_budget(args)  # several budgets: refused before any work
+    args.include = _included(args)
     x_test, y_test, calibration, label = load_eval_data(args, source)
     if y_test is not None and _scores_output(source):
         _check_labels(x_test, y_test, source)
@@ -369,6 +311,24 @@ def cmd_eval(args) -> int:
     with removed_on_failure(out):
         out.mkdir(parents=True, exist_ok=True)
         return _eval_into(args, source, precisions, x_test, y_test, calibration, label, out)
+
+
+def _included(args) -> list:
+    """``--include`` files, checked; the seed's fine-tuned binary model for the seed network's default sweep."""
+    from .zoo import DEFAULT_MODEL, MODELS_DIR
+
+    if args.include is None:
+        seed = MODELS_DIR / f"{DEFAULT_MODEL}_binary.lowbit"
+        default_sweep = not args.model and args.precisions == DEFAULT_PRECISIONS and not args.data
+        return [seed] if default_sweep and seed.is_file() else []
+    paths = [Path(p) for p in args.include]
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"--include {path}: file not found")
+        if path.suffix != ".lowbit":
+            raise InputError(f"--include {path}: expected a quantized .lowbit file (an .onnx model is the sweep's "
+                             "MODEL argument)")
+    return paths
 
 
 def _scores_output(source) -> bool:
@@ -399,11 +359,11 @@ def _check_labels(x_test, y_test, source) -> None:
 
 
 def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out) -> int:
-    from .evaluate.plots import plot_sensitivity, plot_sweep
-    from .evaluate.report import text_table, write_results
+    from .console import is_quiet
+    from .evaluate.plots import plot_sweep
+    from .evaluate.report import reference_lines, text_table, write_results
     from .evaluate.sweep import sweep
     from .data.images import ImageBatches
-    from .precision import get as get_precision
 
     images = x_test.images if isinstance(x_test, ImageBatches) else None
     if images is not None and (args.sensitivity or args.max_drop is not None):
@@ -413,87 +373,84 @@ def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out
                              f"needs labels; {args.data} has no class sub-folders and no --labels FILE")
         x_test, y_test = x_test.arrays(limit_bytes=IN_MEMORY_BYTES)
     if args.sensitivity:
-        from .quant.sensitivity import sensitivity, write_sensitivity
-
-        precision = get_precision(args.sensitivity).name
-        rows = sensitivity(str(source), x_test, y_test, precision, calibration=calibration, method=args.method,
-                           batch_size=args.batch_size, threads=args.threads)
-        paths = write_sensitivity(rows, precision, out)
-        paths.append(plot_sensitivity(rows, precision, out / f"sensitivity_{precision}.png"))
-        for r in rows:
-            print(f"{r['layer']:<24} {r['op']:<28} drop {r['drop']:+6.2f} pts  SQNR {r['sqnr_db']:6.1f} dB")
-        print("wrote " + ", ".join(str(p) for p in paths))
-        return 0
+        return _sensitivity_into(args, source, x_test, y_test, calibration, out)
     result = sweep(source, x_test, y_test, precisions, calibration=calibration, method=args.method, out_dir=out,
                    batch_size=args.batch_size, threads=args.threads, jobs=args.jobs, dataset_label=label,
-                   options=post_training_options(args) or None)
+                   include=args.include, reference=not args.no_reference)
     if images is not None:
         result.skipped = len(images.skipped)
         result.preprocessing = x_test.preprocessing.describe()
         if images.labelled and result.output != "scores":
             print(f"lowbit: note: the labels of {args.data} are not used: the model's output is not class scores "
                   "(N, K)", file=sys.stderr)
-    if mixed_budget(args):
+    if args.max_drop is not None:
         result.results.append(mixed_precision_row(args, source, x_test, y_test, calibration, result, out))
-    paths = write_results(result, out) + plot_sweep([result], out)
-    print(text_table(result))
-    if result.skipped:
-        print(f"skipped {result.skipped:,} unreadable file(s) (warnings above)")
+    import shlex
+
+    result.command = "lowbit " + shlex.join(getattr(args, "argv", []))
+    result.settings = {k: v for k, v in _eval_settings(args).items() if v is not None}
+    paths = write_results(result, out)
+    plots = plot_sweep([result], out)
+    paths += plots + [_write_report(result, out, plots)]
+    if not is_quiet():
+        print(text_table(result))
+        for line in reference_lines(result):
+            print(line)
+        if result.skipped:
+            print(f"skipped {result.skipped:,} unreadable file(s) (warnings above)")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _eval_settings(args) -> dict:
+    """The settings shown in report.html beside the calibration method and sample count."""
+    return {"calibration data": args.calibration or (args.data and f"{args.data} (x_train, else its first images)")
+            or "MNIST train (bundled)", "calibration size": args.calibration_size, "batch size": args.batch_size,
+            "threads": args.threads or "all cores", "jobs": args.jobs, "test samples limit": args.limit,
+            "included models": ", ".join(str(p) for p in args.include) or None}
+
+
+def _write_report(result, out, plots):
+    """report.html for ``result`` with the sweep's plots and any sensitivity plots in ``out``."""
+    from .evaluate.html_report import write_html
+
+    images = list(plots) + sorted(p for p in out.glob("sensitivity_*.png") if p not in plots)
+    return write_html(result, out, images=images, command=result.command, settings=result.settings)
+
+
+def _sensitivity_into(args, source, x_test, y_test, calibration, out) -> int:
+    """``--sensitivity P[,P...]``: per-layer rows, plots, the heatmap; report.html refreshed if a sweep is there."""
+    import json
+
+    from .console import is_quiet
+    from .evaluate.plots import plot_sensitivity, plot_sensitivity_heatmap, plot_sweep, sensitivity_table
+    from .evaluate.report import sensitivity_text
+    from .evaluate.sweep import SweepResult
+    from .quant.sensitivity import sensitivity, write_sensitivity
+
+    paths = []
+    for precision in args.sensitivity.split(","):
+        rows = sensitivity(str(source), x_test, y_test, precision, calibration=calibration, method=args.method,
+                           batch_size=args.batch_size, threads=args.threads)
+        paths += write_sensitivity(rows, precision, out)
+        paths.append(plot_sensitivity(rows, precision, out / f"sensitivity_{precision}.png"))
+        if not is_quiet():
+            print(sensitivity_text(rows, precision))
+    table, title = sensitivity_table(out)
+    if len(table) > 1:
+        paths.append(plot_sensitivity_heatmap(table, out / "sensitivity_heatmap.png", title))
+    if (out / "results.json").is_file():  # a sweep in the same folder: its page shows the new sensitivity too
+        try:
+            result = SweepResult.from_dict(json.loads((out / "results.json").read_text()))
+        except (ValueError, KeyError, TypeError):
+            result = None
+        if result is not None:
+            paths.append(_write_report(result, out, plot_sweep([result], out)))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 IN_MEMORY_BYTES = 4 << 30  # --sensitivity / --max-drop on an image folder decode it into one array of at most this
-
-
-def mixed_budget(args) -> dict:
-    """The one mixed-precision budget given (``--max-drop``, ``--min-agreement`` or ``--min-sqnr``), or {}."""
-    given = {k: getattr(args, k) for k in ("max_drop", "min_agreement", "min_sqnr") if getattr(args, k) is not None}
-    if len(given) > 1:
-        raise InputError(f"give one of {', '.join('--' + k.replace('_', '-') for k in given)}, not several")
-    return given
-
-
-def validation_data(args, need_labels: bool) -> tuple:
-    """``(x_val, y_val, description)``: the validation split of ``lowbit eval``'s mixed-precision search.
-
-    Taken from the training side of the data the calibration samples come
-    from (``--calibration`` .npz/.npy, else ``x_train``/``y_train`` of ``--data``,
-    else the bundled MNIST training set): calibration is the first
-    ``--calibration-size`` samples, validation the last 5,000 of the rest
-    (:func:`lowbit.quant.mixed.validation_split`), so it is disjoint from
-    both the calibration samples and the test set.
-    """
-    import numpy as np
-
-    from .data import mnist
-    from .quant.mixed import validation_split
-
-    y = None
-    if args.calibration and not Path(args.calibration).is_dir():
-        x = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))
-        origin = Path(args.calibration).name
-        if args.calibration.endswith(".npz"):
-            with np.load(args.calibration, allow_pickle=False) as data:
-                y = data["y_train"] if "y_train" in data and "x_train" in data else None
-    elif args.data and not Path(args.data).is_dir():
-        x = load_input_array(args.data, keys=("x_train",))
-        origin = f"x_train of {Path(args.data).name}"
-        with np.load(args.data, allow_pickle=False) as data:
-            y = data["y_train"] if "y_train" in data else None
-    elif not args.data:
-        x, y = mnist("train")
-        origin = "the bundled MNIST training set"
-    else:
-        raise InputError("a mixed-precision search on an image folder needs a training-side split for validation: "
-                         "pass --calibration DATA.npz (x_train, and y_train for --max-drop)")
-    _, val = validation_split(len(x), args.calibration_size)
-    if need_labels and y is None:
-        raise InputError(f"--max-drop needs labels for the validation split; {origin} has none "
-                         "(use --min-agreement or --min-sqnr)")
-    return x[val], None if y is None else np.asarray(y)[val], \
-        f"{len(val):,} validation samples: the last of {origin} (calibration: its first {args.calibration_size:,})"
-
 
 
 def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
@@ -504,11 +461,8 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     from .evaluate.sweep import PrecisionResult, timed_run
     from .quant.mixed import plan_json, search
 
-    x_val, y_val, split = validation_data(args, need_labels=args.max_drop is not None)
-    print(f"mixed precision: budget checked on {split}", file=sys.stderr)
-    found = search(str(source), x_val, y_val, **mixed_budget(args), calibration=calibration, method=args.method,
+    found = search(str(source), x_test, y_test, max_drop=args.max_drop, calibration=calibration, method=args.method,
                    batch_size=args.batch_size, threads=args.threads)
-    found["validation"]["split"] = split
     write_text(out / "mixed_plan.json", plan_json(found) + "\n")
     path = out / "models" / "mixed.lowbit"
     save(found["model"], path)
@@ -518,7 +472,7 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     scores, seconds, compile_seconds = timed_run(model, x_test, args.batch_size, args.threads)
     reference = load(result.get("fp32").model_file).run(x_test, batch_size=args.batch_size, threads=args.threads)
     bits = round(found["mean_weight_bits"], 2)  # parameter-weighted mean of the layers' weight bits
-    print(f"mixed precision within {', '.join(f'{k} {v}' for k, v in found['budget'].items())} on validation: " +
+    print(f"mixed precision within {args.max_drop} points: " +
           ", ".join(f"{k}={v}" for k, v in found["plan"].items()), file=sys.stderr)
     return PrecisionResult(precision="mixed", bits=bits, accuracy=top1(scores, y_test), top5=topk(scores, y_test),
                            drop=100.0 * (result.get("fp32").accuracy - top1(scores, y_test)),
@@ -558,9 +512,23 @@ def cmd_finetune(args) -> int:
 FINETUNE_PRECISIONS = ("binary", "ternary", "int4", "int2")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Records the command line (``args.argv``, for reports) and applies ``--quiet`` when it parses."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        parsed.argv = list(sys.argv[1:] if args is None else args)
+        from .console import set_quiet
+
+        set_quiet(parsed.quiet)
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lowbit", description="Reduced-precision inference for CNNs.")
+    parser = _Parser(prog="lowbit", description="Reduced-precision inference for CNNs.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars and no tables (errors, warnings and 'wrote' lines only)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a model on an input array")
@@ -585,15 +553,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="activation range method (default minmax)")
     quant.add_argument("--calibration-size", type=positive_int, default=1000,
                        help="calibration samples used (default 1000)")
-    quant.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"],
-                       help="integer activations: uint8 asymmetric (default) or int8 symmetric")
+    quant.add_argument("--activation-type", default="uint8", choices=["uint8", "int8", "QUInt8", "QInt8"],
+                       help="integer activations: uint8 asymmetric (default) or int8 symmetric (onnxruntime's "
+                            "QUInt8 / QInt8 also accepted)")
     quant.add_argument("--first-layer", default="default", choices=["default", "quantized", "int8", "fp32"],
                        help="first weighted layer: at the target precision, int8 or fp32 (default: quantized for "
                             "int8, int8 for int2..int7 and ternary, fp32 for binary)")
     quant.add_argument("--last-layer", default="default", choices=["default", "quantized", "int8", "fp32"],
                        help="last weighted layer, as --first-layer")
-    quant.add_argument("--exclude", help="comma-separated node names or op types to keep in fp32")
-    add_post_training_flags(quant)
+    quant.add_argument("--exclude", "--nodes-to-exclude", dest="exclude",
+                       help="comma-separated node names or op types to keep in fp32")
+    # onnxruntime quantize_static's names (lowbit/quant/ort_names.py)
+    quant.add_argument("--per-channel", action="store_true", help="accepted: weights are always per channel")
+    quant.add_argument("--op-types-to-quantize", metavar="OP[,OP...]", help="quantize only these op types")
+    quant.add_argument("--weight-type", choices=["QInt8"], help="accepted: weights are always symmetric int8")
+    quant.add_argument("--calibrate-method", choices=["MinMax", "Entropy", "Percentile"],
+                       help="onnxruntime's name for --method minmax / entropy / percentile")
     quant.add_argument("-o", "--output", required=True, help="output .lowbit file")
     quant.set_defaults(func=cmd_quantize)
 
@@ -632,17 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=positive_int, default=256)
     ev.add_argument("--threads", type=positive_int, default=None)
     ev.add_argument("--limit", type=positive_int, help="use only the first N test samples")
-    ev.add_argument("--sensitivity", metavar="PRECISION", help="per-layer sensitivity to PRECISION instead of a sweep")
+    ev.add_argument("--sensitivity", metavar="PRECISION[,P...]",
+                    help="per-layer sensitivity to each PRECISION instead of a sweep (several: a heatmap too)")
+    ev.add_argument("--include", action="append", metavar="FILE.lowbit", default=None,
+                    help="also evaluate this quantized model (e.g. fine-tuned) as a row; repeatable (default for "
+                         "the seed network's default sweep: models/deep_convnet_binary.lowbit)")
+    ev.add_argument("--no-reference", action="store_true",
+                    help="do not time onnxruntime fp32 / int8 as reference lines (measured when installed)")
     ev.add_argument("--max-drop", type=points, metavar="POINTS",
-                    help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop, checked "
-                         "on a validation split of the training side (the last 5,000 samples, disjoint from the "
-                         "calibration ones); the test set only reports the plan found")
-    ev.add_argument("--min-agreement", type=percent, metavar="PERCENT",
-                    help="as --max-drop, with the budget: top-1 agreement with fp32 on the validation split "
-                         "(no labels needed)")
-    ev.add_argument("--min-sqnr", type=decibels, metavar="DB",
-                    help="as --max-drop, with the budget: output SQNR against fp32 on the validation split")
-    add_post_training_flags(ev)
+                    help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop")
     ev.set_defaults(func=cmd_eval)
 
     finetune = sub.add_parser("finetune", help="quantization-aware fine-tuning (straight-through estimator)")
