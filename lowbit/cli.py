@@ -36,11 +36,14 @@ def _checked(convert, ok, expected: str):
     return parse
 
 
-positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+positive_int = _checked(int, lambda v: 1 <= v < 2 ** 31, "a positive integer below 2**31")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 positive_float = _checked(float, lambda v: 0.0 < v < math.inf, "a positive number")
 decay_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 points = _checked(float, lambda v: 0.0 <= v <= 100.0, "a number of accuracy points in [0, 100]")
+percent = _checked(float, lambda v: 0.0 <= v <= 100.0, "a percentage in [0, 100]")
+decibels = _checked(float, math.isfinite, "a number of dB")
+activation_bits = _checked(int, lambda v: 2 <= v <= 8, "an integer from 2 to 8")
 image_size = _checked(lambda t: tuple(int(v) for v in t.lower().replace(",", "x").split("x")),
                       lambda v: len(v) in (1, 2) and min(v) >= 1, "H or HxW (positive integers, e.g. 224 or 224x224)")
 float_list = _checked(lambda t: tuple(float(v) for v in t.split(",")),
@@ -168,6 +171,7 @@ def cmd_quantize(args) -> int:
                     else choice
     exclude = [n for n in (args.exclude or "").split(",") if n]
     options.update(_ort_options(args))
+    options.update(post_training_options(args, precision))
     quantized = quantize(model, precision, calibration=calibration, method=args.method,
                          calibration_size=args.calibration_size, nodes_to_exclude=exclude, **options)
     save(quantized, args.output)
@@ -177,18 +181,62 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def post_training_options(args, precision=None) -> dict:
+    """``lowbit.quantize`` keywords of ``--equalize``, ``--bias-correction``, ``--adaround`` and ``--activation-bits``.
+
+    With ``precision`` (``lowbit quantize``) a flag that cannot apply to it is
+    a user error; a sweep (``precision`` None) applies each where it can.
+    """
+    options = {}
+    if args.equalize:
+        options["equalize"] = True
+    if args.bias_correction:
+        options["bias_correction"] = True
+    if args.adaround:
+        options["adaround"] = {"iterations": args.adaround_iterations} if args.adaround_iterations else True
+    elif args.adaround_iterations:
+        raise InputError("--adaround-iterations needs --adaround")
+    if args.activation_bits:
+        options["activation_bits"] = args.activation_bits
+    if precision is not None and precision.kind not in ("int", "ternary"):
+        wrong = [f for f, k in (("--bias-correction", "bias_correction"), ("--adaround", "adaround"),
+                                ("--activation-bits", "activation_bits")) if k in options]
+        if wrong:
+            raise InputError(f"{', '.join(wrong)} apply to int2..int8 and ternary, not {precision.name}")
+    return options
+
+
+def add_post_training_flags(parser) -> None:
+    """The post-training algorithm flags shared by ``lowbit quantize`` and ``lowbit eval``."""
+    parser.add_argument("--equalize", action="store_true",
+                        help="cross-layer equalization and high-bias absorption first (exact in fp32)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="empirical bias correction of each layer's mean weight-quantization error")
+    parser.add_argument("--adaround", action="store_true", help="learn each weight's rounding (AdaRound) on the "
+                        "calibration data, layer by layer")
+    parser.add_argument("--adaround-iterations", type=positive_int, metavar="N",
+                        help="AdaRound iterations per layer (default 1000)")
+    parser.add_argument("--activation-bits", type=activation_bits, metavar="N",
+                        help="activation bits 2..8 (default: the weight bits; 8 for ternary)")
+
+
 def cmd_export(args) -> int:
     import onnx
 
     from . import load
-    from .graph.onnx_export import export_onnx
+    from .graph.onnx_export import check_onnxruntime, export_onnx
     from .io.atomic import atomic_path
 
     model = load(args.model)
+    # Checked before anything is written: onnx's full checker (in export_onnx), then an onnxruntime
+    # session; either failing is an ExportError naming the node (exit 2, no file).
     proto = export_onnx(model.graph)
+    opened = check_onnxruntime(proto)
     with atomic_path(args.output) as tmp:
         onnx.save(proto, str(tmp))
-    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset {proto.opset_import[0].version})")
+    checks = "onnx full check, onnxruntime session" if opened else "onnx full check; onnxruntime not installed"
+    print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset "
+          f"{proto.opset_import[0].version}; {checks})")
     return 0
 
 
@@ -202,9 +250,31 @@ def cmd_inspect(args) -> int:
         print(f"input  {info.name}: {info.describe_shape()} {info.dtype}")
     for info in graph.outputs:
         print(f"output {info.name}: {info.describe_shape()} {info.dtype}")
+    post = graph.metadata.get("post_training")
+    if post:
+        print("post-training: " + describe_post_training(post))
     print()
     print(model.summary())
     return 0
+
+
+def describe_post_training(post: dict) -> str:
+    """One line of what ``graph.metadata["post_training"]`` records."""
+    parts = []
+    if "equalize" in post:
+        eq = post["equalize"]
+        parts.append(f"equalize ({len(eq.get('pairs', []))} layer pairs, {eq.get('iterations', 0)} sweeps, "
+                     f"high bias absorbed in {len(eq.get('absorbed', {}))} layers)")
+    if "adaround" in post:
+        ada = post["adaround"]
+        parts.append(f"adaround ({len(ada.get('layers', {}))} layers, {ada.get('iterations')} iterations, "
+                     f"{ada.get('seconds', 0.0):.1f} s)")
+    if "bias_correction" in post:
+        parts.append(f"bias correction ({len(post['bias_correction'].get('layers', {}))} layers, "
+                     f"{post['bias_correction'].get('inputs', '')} inputs)")
+    if "activation_bits" in post:
+        parts.append(f"activation bits {post['activation_bits']}")
+    return "; ".join(parts)
 
 
 DEFAULT_PRECISIONS = "fp32,fp16,bf16,fp8-e4m3,fp8-e5m2,int8,int4,int2,ternary,binary"
@@ -304,6 +374,7 @@ def cmd_eval(args) -> int:
     if not precisions:
         raise LowbitError(f"--precisions {args.precisions!r} names no precision; expected e.g. fp32,int8")
     args.include = _included(args)
+    mixed_budget(args)  # several budgets: refused before any work
     x_test, y_test, calibration, label = load_eval_data(args, source)
     if y_test is not None and _scores_output(source):
         _check_labels(x_test, y_test, source)
@@ -376,14 +447,15 @@ def _eval_into(args, source, precisions, x_test, y_test, calibration, label, out
         return _sensitivity_into(args, source, x_test, y_test, calibration, out)
     result = sweep(source, x_test, y_test, precisions, calibration=calibration, method=args.method, out_dir=out,
                    batch_size=args.batch_size, threads=args.threads, jobs=args.jobs, dataset_label=label,
-                   include=args.include, reference=not args.no_reference)
+                   include=args.include, reference=not args.no_reference,
+                   options=post_training_options(args) or None)
     if images is not None:
         result.skipped = len(images.skipped)
         result.preprocessing = x_test.preprocessing.describe()
         if images.labelled and result.output != "scores":
             print(f"lowbit: note: the labels of {args.data} are not used: the model's output is not class scores "
                   "(N, K)", file=sys.stderr)
-    if args.max_drop is not None:
+    if mixed_budget(args):
         result.results.append(mixed_precision_row(args, source, x_test, y_test, calibration, result, out))
     import shlex
 
@@ -453,6 +525,55 @@ def _sensitivity_into(args, source, x_test, y_test, calibration, out) -> int:
 IN_MEMORY_BYTES = 4 << 30  # --sensitivity / --max-drop on an image folder decode it into one array of at most this
 
 
+def mixed_budget(args) -> dict:
+    """The one mixed-precision budget given (``--max-drop``, ``--min-agreement`` or ``--min-sqnr``), or {}."""
+    given = {k: getattr(args, k) for k in ("max_drop", "min_agreement", "min_sqnr") if getattr(args, k) is not None}
+    if len(given) > 1:
+        raise InputError(f"give one of {', '.join('--' + k.replace('_', '-') for k in given)}, not several")
+    return given
+
+
+def validation_data(args, need_labels: bool) -> tuple:
+    """``(x_val, y_val, description)``: the validation split of ``lowbit eval``'s mixed-precision search.
+
+    Taken from the training side of the data the calibration samples come
+    from (``--calibration`` .npz/.npy, else ``x_train``/``y_train`` of ``--data``,
+    else the bundled MNIST training set): calibration is the first
+    ``--calibration-size`` samples, validation the last 5,000 of the rest
+    (:func:`lowbit.quant.mixed.validation_split`), so it is disjoint from
+    both the calibration samples and the test set.
+    """
+    import numpy as np
+
+    from .data import mnist
+    from .quant.mixed import validation_split
+
+    y = None
+    if args.calibration and not Path(args.calibration).is_dir():
+        x = load_input_array(args.calibration, keys=("x_train", "x_test", "x"))
+        origin = Path(args.calibration).name
+        if args.calibration.endswith(".npz"):
+            with np.load(args.calibration, allow_pickle=False) as data:
+                y = data["y_train"] if "y_train" in data and "x_train" in data else None
+    elif args.data and not Path(args.data).is_dir():
+        x = load_input_array(args.data, keys=("x_train",))
+        origin = f"x_train of {Path(args.data).name}"
+        with np.load(args.data, allow_pickle=False) as data:
+            y = data["y_train"] if "y_train" in data else None
+    elif not args.data:
+        x, y = mnist("train")
+        origin = "the bundled MNIST training set"
+    else:
+        raise InputError("a mixed-precision search on an image folder needs a training-side split for validation: "
+                         "pass --calibration DATA.npz (x_train, and y_train for --max-drop)")
+    _, val = validation_split(len(x), args.calibration_size)
+    if need_labels and y is None:
+        raise InputError(f"--max-drop needs labels for the validation split; {origin} has none "
+                         "(use --min-agreement or --min-sqnr)")
+    return x[val], None if y is None else np.asarray(y)[val], \
+        f"{len(val):,} validation samples: the last of {origin} (calibration: its first {args.calibration_size:,})"
+
+
 def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     """Search a mixed-precision plan within ``--max-drop``; save it and return its sweep row."""
     from . import save
@@ -461,8 +582,11 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     from .evaluate.sweep import PrecisionResult, timed_run
     from .quant.mixed import plan_json, search
 
-    found = search(str(source), x_test, y_test, max_drop=args.max_drop, calibration=calibration, method=args.method,
+    x_val, y_val, split = validation_data(args, need_labels=args.max_drop is not None)
+    print(f"mixed precision: budget checked on {split}", file=sys.stderr)
+    found = search(str(source), x_val, y_val, **mixed_budget(args), calibration=calibration, method=args.method,
                    batch_size=args.batch_size, threads=args.threads)
+    found["validation"]["split"] = split
     write_text(out / "mixed_plan.json", plan_json(found) + "\n")
     path = out / "models" / "mixed.lowbit"
     save(found["model"], path)
@@ -472,7 +596,7 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     scores, seconds, compile_seconds = timed_run(model, x_test, args.batch_size, args.threads)
     reference = load(result.get("fp32").model_file).run(x_test, batch_size=args.batch_size, threads=args.threads)
     bits = round(found["mean_weight_bits"], 2)  # parameter-weighted mean of the layers' weight bits
-    print(f"mixed precision within {args.max_drop} points: " +
+    print(f"mixed precision within {', '.join(f'{k} {v}' for k, v in found['budget'].items())} on validation: " +
           ", ".join(f"{k}={v}" for k, v in found["plan"].items()), file=sys.stderr)
     return PrecisionResult(precision="mixed", bits=bits, accuracy=top1(scores, y_test), top5=topk(scores, y_test),
                            drop=100.0 * (result.get("fp32").accuracy - top1(scores, y_test)),
@@ -569,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--weight-type", choices=["QInt8"], help="accepted: weights are always symmetric int8")
     quant.add_argument("--calibrate-method", choices=["MinMax", "Entropy", "Percentile"],
                        help="onnxruntime's name for --method minmax / entropy / percentile")
+    add_post_training_flags(quant)
     quant.add_argument("-o", "--output", required=True, help="output .lowbit file")
     quant.set_defaults(func=cmd_quantize)
 
@@ -615,7 +740,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-reference", action="store_true",
                     help="do not time onnxruntime fp32 / int8 as reference lines (measured when installed)")
     ev.add_argument("--max-drop", type=points, metavar="POINTS",
-                    help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop")
+                    help="also search per-layer bit widths (int4/int8/fp32) within this accuracy drop, checked "
+                         "on a validation split of the training side (the last 5,000 samples, disjoint from the "
+                         "calibration ones); the test set only reports the plan found")
+    ev.add_argument("--min-agreement", type=percent, metavar="PERCENT",
+                    help="as --max-drop, with the budget: top-1 agreement with fp32 on the validation split "
+                         "(no labels needed)")
+    ev.add_argument("--min-sqnr", type=decibels, metavar="DB",
+                    help="as --max-drop, with the budget: output SQNR against fp32 on the validation split")
+    add_post_training_flags(ev)
     ev.set_defaults(func=cmd_eval)
 
     finetune = sub.add_parser("finetune", help="quantization-aware fine-tuning (straight-through estimator)")

@@ -107,7 +107,8 @@ def _first_samples(calibration, count: int):
 
 
 def quantize(model, precision, calibration=None, *, method: str = "minmax", calibration_size: int | None = 1000,
-             nodes_to_exclude=(), percentile: float = 99.99, calibration_ranges: dict | None = None, **options):
+             nodes_to_exclude=(), percentile: float = 99.99, calibration_ranges: dict | None = None,
+             equalize: bool = False, bias_correction: bool = False, adaround=False, **options):
     """Quantize a float32 model.
 
     Parameters
@@ -128,6 +129,17 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     calibration_ranges : dict, optional
         ``{tensor: (lo, hi)}`` from an earlier call (``model.graph.metadata["ranges"]``),
         to skip calibrating again.
+    equalize : bool
+        Cross-layer equalization and high-bias absorption first (:mod:`lowbit.quant.equalize`).
+    bias_correction : bool
+        Empirical bias correction (:mod:`lowbit.quant.bias_correction`).
+    adaround : bool or dict
+        Learned weight rounding (:mod:`lowbit.quant.adaround`); a dict overrides its settings.
+        Both act on integer weights (int2..int8, ternary); other precisions ignore them.
+        The order is :mod:`lowbit.quant.ptq`'s; ``graph.metadata["post_training"]`` records what ran.
+    **options
+        For the integer path: ``activation_type``, ``first_layer``, ``last_layer``,
+        ``activation_bits``, ``node_precisions`` (see :func:`lowbit.quant.convert_int.convert_int`).
 
     Returns
     -------
@@ -137,12 +149,17 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     """
     from ..model import Model
     from . import ort_names
+    from .arguments import check_arguments, check_model
 
+    check_model(model)
     method, nodes_to_exclude, options = ort_names.translate(model, method, nodes_to_exclude, options)
     try:
         spec = get_precision(precision)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    options = check_arguments(spec, method=method, calibration_size=calibration_size, percentile=percentile,
+                              nodes_to_exclude=nodes_to_exclude, calibration_ranges=calibration_ranges, options=options)
+    nodes_to_exclude = () if nodes_to_exclude is None else nodes_to_exclude
     if method not in METHODS:
         raise InputError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     calibration = check_calibration(calibration)
@@ -150,6 +167,13 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
         calibration = _first_samples(calibration, calibration_size)
     exclude = frozenset(nodes_to_exclude)
     start = time.perf_counter()
+    post_training = {}
+    if equalize or bias_correction or adaround:
+        from . import ptq
+
+        ptq.check_options(spec, calibration, calibration_ranges, equalize, bias_correction, adaround)
+        if equalize:
+            model, post_training["equalize"] = ptq.equalize_model(model, calibration)
     ranges = None
     needs_ranges = spec.scaled or spec.kind in ("int", "ternary")
     if needs_ranges and calibration_ranges is not None:
@@ -159,8 +183,10 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
             raise InputError(f"{spec.name} needs calibration data (an array of sample inputs)")
         names = {n for node in model.graph.nodes for n in node.inputs + node.outputs if n}
         names |= set(model.input_names)
+        # mse targets the activation bits: explicit, else the weight bits of int-k, else 8 (ternary, fp8)
+        bits = options.get("activation_bits") or (spec.bits if spec.kind == "int" else 8)
         ranges = calibrate(calibration_batches(model, calibration), names, method=method,
-                           percentile=percentile, bits=spec.bits if not spec.is_float else 8)
+                           percentile=percentile, bits=bits)
     seconds = time.perf_counter() - start
     if spec.name == "fp32":
         graph = copy.deepcopy(model.graph)
@@ -169,16 +195,32 @@ def quantize(model, precision, calibration=None, *, method: str = "minmax", cali
     elif spec.kind == "binary":
         from .convert_binary import convert_binary
 
-        graph = convert_binary(model.graph, spec, exclude=exclude, **options)
+        graph = convert_binary(model.graph, spec, exclude=exclude,
+                               **{k: v for k, v in options.items() if k != "activation_bits"})
     else:
         from .convert_int import convert_int
 
-        graph = convert_int(model.graph, spec, ranges, shapes=sample_shapes(model, calibration),
-                            exclude=exclude, **options)
+        shapes = sample_shapes(model, calibration)
+        source = model.graph
+        if bias_correction or adaround:
+            from . import ptq
+
+            def convert(g, fixed):
+                return convert_int(g, spec, ranges, shapes=shapes, exclude=exclude, **{**options, "fixed_weights": fixed})
+
+            source, fixed, entries = ptq.refine(source, calibration, convert, options.get("fixed_weights"),
+                                                bias_correction=bias_correction, adaround=adaround)
+            options = {**options, "fixed_weights": fixed}
+            post_training.update(entries)
+        graph = convert_int(source, spec, ranges, shapes=shapes, exclude=exclude, **options)
         if options.get("node_precisions"):
             graph.metadata["precision"] = "mixed"
     graph.metadata["calibration_seconds"] = seconds
     if ranges is not None:
         graph.metadata["ranges"] = {k: [float(v[0]), float(v[1])] for k, v in ranges.items()}
     graph.metadata["calibration_method"] = method if needs_ranges else None
+    if options.get("activation_bits"):
+        post_training["activation_bits"] = int(options["activation_bits"])
+    if post_training:
+        graph.metadata["post_training"] = post_training
     return Model(graph, source=model.source)
