@@ -495,7 +495,8 @@ def _sensitivity_into(args, source, x_test, y_test, calibration, out) -> int:
     import json
 
     from .console import is_quiet
-    from .evaluate.plots import plot_sensitivity, plot_sensitivity_heatmap, plot_sweep, sensitivity_table
+    from .evaluate.plots import (SENSITIVITY_NOTE, plot_sensitivity, plot_sensitivity_heatmap, plot_sweep,
+                                 sensitivity_table)
     from .evaluate.report import sensitivity_text
     from .evaluate.sweep import SweepResult
     from .quant.sensitivity import sensitivity, write_sensitivity
@@ -510,7 +511,7 @@ def _sensitivity_into(args, source, x_test, y_test, calibration, out) -> int:
             print(sensitivity_text(rows, precision))
     table, title = sensitivity_table(out)
     if len(table) > 1:
-        paths.append(plot_sensitivity_heatmap(table, out / "sensitivity_heatmap.png", title))
+        paths.append(plot_sensitivity_heatmap(table, out / "sensitivity_heatmap.png", title, SENSITIVITY_NOTE))
     if (out / "results.json").is_file():  # a sweep in the same folder: its page shows the new sensitivity too
         try:
             result = SweepResult.from_dict(json.loads((out / "results.json").read_text()))

@@ -273,11 +273,13 @@ def plot_accuracy_vs_bits(results, path) -> Path:
     labels = []
     for ax, (value, ylabel, unit) in zip(axes[0], panels):
         labels.append(_quality_panel(ax, results, value, ylabel, unit, annotate=single))
-        _legend(ax)
     names = ", ".join(_series(results))
     fig.suptitle(f"Loss against fp32 by precision ({names}; lower is better)" if single else
                  "Loss against fp32 by precision (lower is better)")
     fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()  # one legend under both panels (they share it)
+    fig.legend(handles, names, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(handles)),
+               frameon=False)
     for ax, placed in zip(axes[0], labels):
         if placed:
             place_labels(ax, *placed)
@@ -430,7 +432,12 @@ def plot_sensitivity(rows, precision: str, path) -> Path:
     return path
 
 
-def plot_sensitivity_heatmap(table: dict, path, title: str = "Per-layer sensitivity") -> Path:
+SENSITIVITY_NOTE = ("-: the layer's output equals fp32's (it stays fp32). Below 8 bits the first and last weighted "
+                    "layers stay int8 by default\n(fp32 for binary), so their cells show that, not the column's "
+                    "precision.")
+
+
+def plot_sensitivity_heatmap(table: dict, path, title: str = "Per-layer sensitivity", note: str = "") -> Path:
     """Heatmap of layers (rows) × precisions (columns).
 
     ``table`` is ``{precision: {layer: {"sqnr_db": dB, "drop": points or None}}}``;
@@ -468,6 +475,9 @@ def plot_sensitivity_heatmap(table: dict, path, title: str = "Per-layer sensitiv
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     fig.colorbar(image, ax=ax, label="SQNR of the layer's output vs fp32 (dB)")
     ax.set_title(title, fontsize=10)
+    if note:
+        ax.annotate(note, (0, 0), xycoords="axes fraction", xytext=(0, -42), textcoords="offset points",
+                    fontsize=7, color="0.3", va="top")
     path = _save(fig, path)
     plt.close(fig)
     return path
@@ -522,5 +532,6 @@ def plot_sweep(results, out_dir) -> list:
     if len(results) == 1:
         table, title = sensitivity_table(out, results[0])
         if table:
-            paths.append(plot_sensitivity_heatmap(table, out / "sensitivity_heatmap.png", title))
+            note = SENSITIVITY_NOTE if title.startswith("Per-layer sensitivity") else ""
+            paths.append(plot_sensitivity_heatmap(table, out / "sensitivity_heatmap.png", title, note))
     return paths
