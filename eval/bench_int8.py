@@ -84,7 +84,7 @@ def main(argv=None):
 
     from lowbit.kernels.float.conv import conv
     from lowbit.kernels.int8.conv import USE_QUADS, conv_int8
-    from lowbit.quant.fixed_point import quantize_multiplier
+    from lowbit.formats.fixed_point import quantize_multiplier
 
     numba.set_num_threads(args.threads)
     # Numba sets up its typing context on the first dispatch in a process (~0.3 s): do that now,

@@ -9,8 +9,8 @@ import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from lowbit.precision import get
-from lowbit.quant.float_formats import decode, encode, round_to_format
+from lowbit.formats.precision import get
+from lowbit.formats.float_formats import decode, encode, round_to_format
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper
 from lowbit.kernels.binary import binary_conv, pack_signs, pack_weights
 from lowbit.kernels.float import conv as conv_module
 from lowbit.kernels.int8 import conv as conv_int8_module
-from lowbit.quant.fixed_point import quantize_multiplier
+from lowbit.formats.fixed_point import quantize_multiplier
 from tests.naive import binary as naive_binary
 from tests.naive import conv_gemm as naive
 from tests.naive import int8 as naive_int8

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 from lowbit.kernels.int8 import conv as conv_mod
 from lowbit.kernels.int8 import elementwise, gemm, pool, quantize, tile
-from lowbit.quant.fixed_point import quantize_multiplier
+from lowbit.formats.fixed_point import quantize_multiplier
 from tests.naive import int8 as naive
 
 U8, I8 = np.uint8, np.int8
@@ -187,7 +187,7 @@ def test_conv_portable_code_paths_in_a_non_vnni_build(tmp_path):
     script = textwrap.dedent("""
         import numpy as np
         from lowbit.kernels.int8 import conv, tile
-        from lowbit.quant.fixed_point import quantize_multiplier
+        from lowbit.formats.fixed_point import quantize_multiplier
         from tests.naive import int8 as naive
         assert not tile.VNNI
         rng = np.random.default_rng(0)

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowbit.quant import quantizers
-from lowbit.quant.fixed_point import quantize_multiplier
-from lowbit.quant.packing import pack_bits, unpack_bits
+from lowbit.formats import quantizers
+from lowbit.formats.fixed_point import quantize_multiplier
+from lowbit.formats.packing import pack_bits, unpack_bits
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..graph.ir import Graph
 from ..kernels.binary.conv import sign_thresholds
-from . import quantizers
+from ..formats import quantizers
 from .weights import layer_weights
 
 INT32 = np.iinfo(np.int32)

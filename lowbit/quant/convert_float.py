@@ -13,8 +13,8 @@ import copy
 import numpy as np
 
 from ..graph.ir import Graph
-from ..precision import Precision
-from .float_formats import encode
+from ..formats.precision import Precision
+from ..formats.float_formats import encode
 
 
 def tensor_scale(amax: float, precision: Precision) -> float:

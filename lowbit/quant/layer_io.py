@@ -21,7 +21,7 @@ import numpy as np
 
 from ..kernels.common import output_size, resolve_pads
 from ..kernels.float.conv import conv
-from .packing import unpack_bits
+from ..formats.packing import unpack_bits
 from .weights import layer_weights
 
 WINDOW_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")

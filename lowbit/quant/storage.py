@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.binary.pack import pack_weights
-from ..precision import get as get_precision
-from .float_formats import decode as decode_float
-from .packing import unpack_bits
+from ..formats.precision import get as get_precision
+from ..formats.float_formats import decode as decode_float
+from ..formats.packing import unpack_bits
 
 
 def decode_constant(value, encoding: dict):

@@ -32,8 +32,8 @@ from ..graph.ir import Graph
 from ..kernels.float import conv as conv_fp32
 from ..kernels.float import pool as pool_fp32
 from ..kernels.registry import kernel_for
-from ..precision import get as get_precision
-from ..quant.float_formats import round_to_format
+from ..formats.precision import get as get_precision
+from ..formats.float_formats import round_to_format
 from ..quant.storage import decode_constant
 
 

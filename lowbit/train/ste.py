@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.quant import quantizers
+from lowbit.formats import quantizers
 
 
 def sign(x):

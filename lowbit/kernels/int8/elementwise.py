@@ -6,7 +6,7 @@ from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.int8.common import activation, as_bytes, output_dtype, output_range, zero_point_of
-from lowbit.quant.fixed_point import quantize_multiplier
+from lowbit.formats.fixed_point import quantize_multiplier
 
 #: Inputs of Add are scaled by 2^ADD_LEFT_SHIFT before their rescaling, so
 #: the two rounding steps of the integer formula cost ~2^-20 LSB of precision.

@@ -8,7 +8,7 @@ from numba import prange
 from lowbit.config import jit
 from lowbit.kernels.common import pool_window
 from lowbit.kernels.int8.common import activation, as_bytes, output_dtype, output_range, zero_point_of
-from lowbit.quant.fixed_point import quantize_multiplier
+from lowbit.formats.fixed_point import quantize_multiplier
 
 
 @jit
