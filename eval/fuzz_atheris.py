@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     # compilation, so every module holding @jit functions is imported first, uninstrumented.
     import lowbit.kernels.registry  # noqa: F401
     import lowbit.quant.float_formats  # noqa: F401
-    import lowbit.quant.storage  # noqa: F401
+    import lowbit.kernels.storage  # noqa: F401
     with atheris.instrument_imports(include=["lowbit.io", "lowbit.graph", "lowbit.api", "lowbit.model",
                                              "lowbit.runtime", "lowbit.precision"],
                                     exclude=["lowbit.kernels", "lowbit.quant", "lowbit.config", "lowbit.train"]):

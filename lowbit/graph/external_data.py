@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import ModelLoadError
-from ..io.files import regular_file_size
+from ..files import regular_file_size
 
 
 def _tensors(graph):

@@ -25,7 +25,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelLoadError, UnsupportedOpError
-from ..io.files import read_regular_file
+from ..files import read_regular_file
 from .external_data import load_external_data
 from .ir import Graph, Node, ValueInfo
 from .validate import MAX_OPSET, MIN_OPSET, check_graph, check_proto, check_types

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ModelLoadError, ModelSaveError
 from ..graph.ir import Graph, Node, ValueInfo
 from .atomic import atomic_path
-from .files import regular_file_size
+from ..files import regular_file_size
 from ..graph.validate import check_graph
 from .schema import FORMAT, VERSION, check_document, check_encodings, check_quantization
 

@@ -34,7 +34,7 @@ from ..kernels.float import pool as pool_fp32
 from ..kernels.registry import kernel_for
 from ..formats.precision import get as get_precision
 from ..formats.float_formats import round_to_format
-from ..quant.storage import decode_constant
+from ..kernels.storage import decode_constant
 
 
 class Executor:

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from .errors import ModelLoadError
 
 #: Largest model file read into memory (protobuf's own limit is 2 GiB).
 MAX_MODEL_BYTES = 2 << 30
