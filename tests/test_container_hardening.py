@@ -87,7 +87,7 @@ def test_clamp_range_and_zero_points_are_checked(int8_file, tmp_path):
     _refused(_mutated(int8_file, tmp_path / "a.lowbit", inverted), "qmin <= qmax")
 
     def zero_point(doc):
-        _node_where(doc, "DequantizeLinear")["attrs"]["dict"]["zero_point"] = 4000
+        _node_where(doc, "QuantizeLinear")["attrs"]["dict"]["zero_point"] = 4000
     _refused(_mutated(int8_file, tmp_path / "b.lowbit", zero_point), "zero_point=4000")
 
 
