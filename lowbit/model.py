@@ -23,6 +23,7 @@ class LayerInfo:
     macs: int
     precision: str
     param_bytes: int
+    note: str = ""  # why a node of a quantized model runs in fp32, or how its output is written
 
 
 class Summary(list):
@@ -41,12 +42,13 @@ class Summary(list):
         return sum(row.param_bytes for row in self)
 
     def __str__(self) -> str:
-        header = ("layer", "op", "input", "output", "params", "MACs", "precision", "bytes")
+        notes = any(r.note for r in self)
+        header = ("layer", "op", "input", "output", "params", "MACs", "precision", "bytes") + (("note",) if notes else ())
         fmt_shape = lambda s: "x".join(str(d) for d in s) if s else "-"
         rows = [(r.name, r.op, fmt_shape(r.input_shape), fmt_shape(r.output_shape), f"{r.params:,}",
-                 f"{r.macs:,}", r.precision, f"{r.param_bytes:,}") for r in self]
+                 f"{r.macs:,}", r.precision, f"{r.param_bytes:,}") + ((r.note,) if notes else ()) for r in self]
         rows.append(("total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}", "",
-                     f"{self.total_bytes:,}"))
+                     f"{self.total_bytes:,}") + (("",) if notes else ()))
         widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
         numeric = {4, 5, 7}
         line = lambda cells: "  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
@@ -269,7 +271,7 @@ class Model:
                                   macs_of(node.op_type, inputs, results, node.attrs,
                                           node.quant.get("param_shapes", {}).get(node.inputs[1] if len(node.inputs) > 1
                                                                                  else "")),
-                                  node.precision, param_bytes))
+                                  node.precision, param_bytes, _note(node)))
 
         self._executor(None, None).run(feeds, hook=record)
         return rows
@@ -277,6 +279,15 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({os.path.basename(self.source) if self.source else self.graph.name!r}, " \
                f"{len(self.graph.nodes)} nodes, inputs={self.input_names}, outputs={self.output_names})"
+
+
+def _note(node) -> str:
+    """The summary's note: why a node was left in fp32 at conversion, or how an integer node writes its output."""
+    if "fallback" in node.quant:
+        return f"fp32 fallback: {node.quant['fallback']}"
+    if "output" in node.quant:
+        return f"output: {node.quant['output']}"
+    return ""
 
 
 def _short(value) -> str:

@@ -15,6 +15,14 @@ Scheme (see :mod:`lowbit.quant.fixed_point` for requantization):
   GlobalAveragePool stay integer when all their data inputs are integer;
   everything else runs fp32 between a DequantizeLinear and a QuantizeLinear.
   A fused Relu/Clip becomes the clamp ``[zp + round(a/s), zp + round(b/s)]``.
+* no tensor is rounded to 8 bits that no integer node reads: an Add, Concat,
+  GlobalAveragePool or passthrough op whose output only fp32 ops (or the
+  graph's outputs) read runs in fp32, and a Conv/Gemm/MatMul whose output only
+  fp32 ops read writes float32 straight from its int32 accumulator,
+  ``clip(float32(acc) · s_x s_w[m])`` (an int8 kernel; onnxruntime would
+  requantize there and dequantize again);
+* every node left in fp32 records why in ``node.quant["fallback"]`` (shown by
+  ``lowbit inspect``).
 
 Integer tensors are named ``<fp32 name>::q``; the fp32 name keeps meaning
 the float value (produced by a DequantizeLinear where something reads it).
@@ -103,27 +111,46 @@ class _IntConverter:
                 self.node_precisions = {**self.node_precisions}
                 self.node_precisions.setdefault(anchor[0], INT8)
         int_nodes, int_tensors = set(), set()
+        self.fallback = {}
+        edges = {anchors[0]: "first", anchors[-1]: "last"} if anchors else {}
         for node in self.g.nodes:
-            if node.name in self.exclude or node.op_type in self.exclude or node.name in skip:
+            if node.name in self.exclude or node.op_type in self.exclude:
+                self.fallback[node.name] = "excluded by nodes_to_exclude (--exclude)"
+                continue
+            if node.name in skip:
+                self.fallback[node.name] = f"{edges.get(node.name, 'edge')} weighted layer kept at fp32"
                 continue
             if node.name in self.node_precisions and self.node_precisions[node.name].kind not in INTEGER_KINDS:
+                self.fallback[node.name] = f"precision plan: {self.node_precisions[node.name].name}"
                 continue
             data = self.data_inputs(node)
+            why = None
             if node.op_type in ANCHORS:
-                ok = node.name in anchors
-            elif node.op_type in PASSTHROUGH:
-                ok = bool(data) and all(t in int_tensors for t in data)
-            elif node.op_type in REQUANTIZING:
-                ok = bool(data) and all(t in int_tensors for t in data) and all(
-                    n in self.g.constants or n in data for n in node.inputs if n)
-                if node.op_type == "Add":
-                    ok = ok and len(data) == 2 and self.shapes.get(data[0]) == self.shapes.get(data[1])
+                if node.name not in anchors:
+                    why = f"no int8 kernel for this {node.op_type} (weights not constant or not 2-D/4-D)"
+            elif node.op_type in PASSTHROUGH or node.op_type in REQUANTIZING:
+                floats = [t for t in data if t not in int_tensors]
+                if not data:
+                    why = "no tensor input to quantize"
+                elif floats:
+                    why = f"reads the fp32 tensor {floats[0]}"
+                elif node.op_type in REQUANTIZING and not all(n in self.g.constants or n in data
+                                                              for n in node.inputs if n):
+                    why = "an input is neither integer nor constant"
+                elif node.op_type == "Add" and (len(data) != 2
+                                                or self.shapes.get(data[0]) != self.shapes.get(data[1])):
+                    why = "integer Add needs two inputs of equal shapes (no broadcasting)"
             else:
-                ok = False
-            if ok and not all(self.known(o) for o in node.outputs if o):
-                ok = False
-            if ok and node.op_type in ANCHORS and not self.known(node.inputs[0]):
-                ok = False
+                why = f"no int8 kernel for {node.op_type}"
+            if why is None:
+                unknown = [o for o in node.outputs if o and not self.known(o)]
+                if node.op_type in ANCHORS and not self.known(node.inputs[0]):
+                    unknown.insert(0, node.inputs[0])
+                if unknown:
+                    why = f"no calibration range for {unknown[0]}"
+            ok = why is None
+            if not ok:
+                self.fallback[node.name] = why
             if ok:
                 int_nodes.add(node.name)
                 int_tensors.update(o for o in node.outputs if o)
@@ -133,6 +160,27 @@ class _IntConverter:
                 for o in node.outputs:
                     if o:
                         self.tensor_bits[o] = bits
+        return self.float_boundaries(int_nodes)
+
+    def float_boundaries(self, int_nodes: set) -> set:
+        """Leave in fp32 the non-anchor integer nodes whose outputs no integer node reads (repeatedly),
+        and mark the anchors left so as float-output (``self.float_out``)."""
+        readers = {}
+        for node in self.g.nodes:
+            for t in node.inputs:
+                if t:
+                    readers.setdefault(t, []).append(node.name)
+        int_read = lambda node: any(r in int_nodes for o in node.outputs if o for r in readers.get(o, ()))
+        changed = True
+        while changed:
+            changed = False
+            for node in reversed(self.g.nodes):
+                if node.name in int_nodes and node.op_type not in ANCHORS and not int_read(node):
+                    int_nodes.discard(node.name)
+                    self.fallback[node.name] = "output read only by fp32 ops: computed in fp32, not rounded to 8 bits"
+                    changed = True
+        self.float_out = {n.name for n in self.g.nodes if n.name in int_nodes and n.op_type in ANCHORS
+                          and not int_read(n)}
         return int_nodes
 
     def data_inputs(self, node: Node) -> list:
@@ -182,6 +230,8 @@ class _IntConverter:
         new_nodes, quantized = [], set()
         for node in g.nodes:
             if node.name not in int_nodes:
+                if node.name in self.fallback:
+                    node.quant = {**node.quant, "fallback": self.fallback[node.name]}
                 new_nodes.append(node)
                 continue
             for t in self.data_inputs(node):
@@ -196,6 +246,8 @@ class _IntConverter:
             if node.op_type in PASSTHROUGH:
                 self.qparams[node.outputs[0]] = self.tensor_qparams(node.inputs[0])
             new_nodes.append(self.convert(node))
+            if node.name in self.float_out:
+                continue
             for o in node.outputs:
                 if o and (o in graph_outputs or float_readers.get(o)):
                     scale, zp = self.tensor_qparams(o)
@@ -248,10 +300,8 @@ class _IntConverter:
                          "qmin": qmin, "qmax": qmax, "y_signed": signed}
         return out
 
-    def convert_anchor(self, node: Node, out: Node) -> Node:
-        const = self.g.constants
-        x_scale, x_zp = self.tensor_qparams(node.inputs[0])
-        y_scale, y_zp = self.tensor_qparams(node.outputs[0])
+    def anchor_weights(self, node: Node, x_scale: float) -> tuple:
+        """``(w_q, w_scale, bias_q or None)`` of an anchor; the bias in int32 at ``x_scale · w_scale``."""
         w, bias = layer_weights(self.g, node)
         fixed = self.fixed_weights.get(node.inputs[1])
         if fixed is not None and fixed[2] == 0 and (node.op_type == "Conv" or node.attrs.get("transB", 0)) \
@@ -262,16 +312,57 @@ class _IntConverter:
         acc_scale = x_scale * w_scale
         bias_q = None if bias is None else np.clip(np.rint(np.asarray(bias, np.float64) / acc_scale),
                                                    -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
-        multiplier, shift = quantize_multiplier(acc_scale / y_scale)
-        qmin, qmax = self.clamp(node, y_scale, y_zp)
-        base = node.name
-        names = {"w": f"{base}::w_q", "b": f"{base}::bias_q", "m": f"{base}::multiplier", "s": f"{base}::shift"}
+        return w_q, w_scale, bias_q
+
+    def store_weights(self, node: Node, w_q) -> str:
+        name = f"{node.name}::w_q"
         bits = self.weight_bits(node)
         if bits < 8:  # ternary {-1, 0, 1} packs into 2 bits like int2
-            const[names["w"]] = pack_bits(w_q, bits)
-            self.g.encodings[names["w"]] = {"precision": f"int{bits}", "bits": bits, "shape": list(w_q.shape)}
+            self.g.constants[name] = pack_bits(w_q, bits)
+            self.g.encodings[name] = {"precision": f"int{bits}", "bits": bits, "shape": list(w_q.shape)}
         else:
-            const[names["w"]] = w_q
+            self.g.constants[name] = w_q
+        return name
+
+    def convert_float_out(self, node: Node, out: Node, x_scale: float, x_zp: int) -> Node:
+        """An anchor read only by fp32 ops: int32 accumulation, float32 output ``clip(acc · s_x s_w[m])``."""
+        const = self.g.constants
+        w_q, w_scale, bias_q = self.anchor_weights(node, x_scale)
+        base = node.name
+        w_name, b_name, s_name = self.store_weights(node, w_q), f"{base}::bias_q", f"{base}::acc_scale"
+        const[s_name] = np.asarray(x_scale * np.asarray(w_scale, np.float64), np.float32).reshape(-1)
+        if bias_q is not None:
+            const[b_name] = bias_q
+        out.inputs = [f"{node.inputs[0]}::q", w_name, b_name if bias_q is not None else "", "", "", s_name]
+        out.outputs = list(node.outputs)
+        out.quant = {"x_scale": x_scale, "x_zero_point": x_zp, "w_scale": np.asarray(w_scale, np.float32),
+                     "output": "float32 from the int32 accumulator (read only by fp32 ops)",
+                     "params": [n for n in (w_name, out.inputs[2]) if n]}
+        clamp = {}
+        for attr, key in (("clip_min", "y_min"), ("clip_max", "y_max")):
+            v = node.attrs.get(attr)
+            if v is not None and math.isfinite(v):
+                clamp[key] = float(v)
+        if node.op_type == "Conv":
+            out.attrs = {k: v for k, v in node.attrs.items() if k in WINDOW_ATTRS}
+            out.attrs.update(x_zero_point=x_zp, **clamp)
+        else:
+            out.op_type = "Gemm"
+            out.attrs = {"a_zero_point": x_zp, **clamp}
+        return out
+
+    def convert_anchor(self, node: Node, out: Node) -> Node:
+        const = self.g.constants
+        x_scale, x_zp = self.tensor_qparams(node.inputs[0])
+        if node.name in self.float_out:
+            return self.convert_float_out(node, out, x_scale, x_zp)
+        y_scale, y_zp = self.tensor_qparams(node.outputs[0])
+        w_q, w_scale, bias_q = self.anchor_weights(node, x_scale)
+        multiplier, shift = quantize_multiplier(x_scale * w_scale / y_scale)
+        qmin, qmax = self.clamp(node, y_scale, y_zp)
+        base = node.name
+        names = {"w": self.store_weights(node, w_q), "b": f"{base}::bias_q", "m": f"{base}::multiplier",
+                 "s": f"{base}::shift"}
         const[names["m"]], const[names["s"]] = multiplier.astype(np.int32), shift.astype(np.int32)
         inputs = [f"{node.inputs[0]}::q", names["w"], "", names["m"], names["s"]]
         if bias_q is not None:

@@ -104,6 +104,28 @@ def gemm(a_q, w_q, bias_q, multiplier, shift, *, a_zero_point, y_zero_point, qmi
                       y_zero_point, qmin, qmax, y_signed)
 
 
+def float_output(acc, scale, y_min=-math.inf, y_max=math.inf):
+    """Float-output form of Conv/Gemm: each exact sum rounded once to float32, times the float32 scale
+    of its output channel (axis 1) in float32, then clamped to ``[y_min, y_max]``."""
+    acc = np.asarray(acc, dtype=np.int64)
+    shape = (1, -1) + (1,) * (acc.ndim - 2)
+    y = acc.astype(np.float32) * np.asarray(scale, dtype=np.float32).reshape(shape)
+    return np.clip(y, np.float32(y_min), np.float32(y_max)).astype(np.float32)
+
+
+def gemm_acc(a_q, w_q, bias_q, a_zero_point):
+    """int64 accumulators ``bias[m] + sum_k (a[n, k] - zp) w[m, k]`` of an integer Gemm."""
+    a = np.asarray(a_q).astype(np.int64) - int(a_zero_point)
+    w = np.asarray(w_q).astype(np.int64)
+    acc = np.zeros((a.shape[0], w.shape[0]), dtype=np.int64)
+    for i in range(a.shape[0]):
+        for j in range(w.shape[0]):
+            acc[i, j] = int((a[i] * w[j]).sum())
+    if bias_q is not None:
+        acc += np.asarray(bias_q, dtype=np.int64)[None, :]
+    return acc
+
+
 def max_pool(x_q, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None, strides=None):
     """Integer MaxPool (2-D): the max over the window taps inside the input."""
     x = np.asarray(x_q)

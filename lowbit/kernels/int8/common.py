@@ -40,6 +40,38 @@ def requantize_rows(acc, width, bias, mult, shift, m_first, rows, zero_point, qm
             dst[c] = min(max(v, qmin), qmax) & 0xFF
 
 
+@jit
+def dequantize_rows(acc, width, bias, scale, m_first, rows, lo, hi, out):
+    """Float output of ``rows`` rows of ``width`` accumulators, row ``r`` belonging to output
+    channel ``m = m_first + r``: ``out[r, c] = min(max(float32(acc[r, c] + bias[m]) * scale[m], lo), hi)``
+    in float32 (``scale``, ``lo`` and ``hi`` float32; the int sum is exact in int64, then rounded
+    once to float32, then multiplied once)."""
+    for r in range(rows):
+        b = np.int64(bias[m_first + r])
+        s = scale[m_first + r]
+        src = acc[r * width:(r + 1) * width]
+        dst = out[r * width:(r + 1) * width]
+        for c in range(width):
+            dst[c] = min(max(np.float32(np.int64(src[c]) + b) * s, lo), hi)
+
+
+def float_output(op, y_scale, m, y_min, y_max):
+    """Checked float32 ``(scale per output channel, lo, hi)`` of the float-output form."""
+    scale = np.asarray(y_scale)
+    if scale.ndim == 0:
+        scale = np.full(m, scale, dtype=scale.dtype)
+    scale = scale.reshape(-1)
+    if scale.shape != (m,):
+        raise ValueError(f"{op}: y_scale has {scale.size} entries; expected one per output channel ({m})")
+    scale = np.ascontiguousarray(scale, dtype=np.float32)
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError(f"{op}: y_scale entries must be positive and finite, got min {scale.min()}")
+    lo, hi = np.float32(y_min), np.float32(y_max)
+    if np.isnan(lo) or np.isnan(hi) or lo > hi:
+        raise ValueError(f"{op}: float clamp [y_min, y_max] = [{y_min}, {y_max}] must be a non-empty range")
+    return scale, lo, hi
+
+
 def as_bytes(y):
     """Flat uint8 view of an int8 or uint8 output array.
 
@@ -85,6 +117,15 @@ def output_range(op, qmin, qmax, dtype):
     return qmin, qmax
 
 
+def requant_output(op, y_zero_point, qmin, qmax, dtype):
+    """Checked ``(y_zero_point, qmin, qmax)`` of the requantized (integer-output) form."""
+    missing = [n for n, v in (("y_zero_point", y_zero_point), ("qmin", qmin), ("qmax", qmax)) if v is None]
+    if missing:
+        raise ValueError(f"{op}: {', '.join(missing)} needed for an integer output (or pass y_scale for float)")
+    zp = zero_point_of(op, "y_zero_point", y_zero_point, dtype)
+    return (zp,) + output_range(op, qmin, qmax, dtype)
+
+
 def per_channel(op, name, values, m, dtype=np.int64):
     """A per-output-channel array of length ``m`` (a 0-d scalar is broadcast)."""
     arr = np.asarray(values)
@@ -100,6 +141,8 @@ def per_channel(op, name, values, m, dtype=np.int64):
 
 def requant_params(op, multiplier, shift, m):
     """Checked int64 ``(M0, n)`` per output channel."""
+    if multiplier is None or shift is None:
+        raise ValueError(f"{op}: multiplier and shift needed for an integer output (or pass y_scale for float)")
     m0 = per_channel(op, "multiplier", multiplier, m)
     n = per_channel(op, "shift", shift, m)
     if np.any(m0 < 0) or np.any(m0 >= 1 << 31):

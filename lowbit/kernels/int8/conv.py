@@ -18,7 +18,9 @@ the tile depends on the stride:
   ``x - zp`` and, per group, gathered into an im2col panel of int16 pairs
   ``panel[q, p, e]`` (reduction index ``k = 2q + e``, ``k`` over ``(c, kh, kw)``).
 
-The int32 sums are requantized as they are written into the NCHW output.
+The int32 sums are requantized as they are written into the NCHW output (or, in
+the float-output form, scaled to float32: every kernel takes ``fscale, yf, flo,
+fhi, fmode`` and writes ``yf`` instead of ``y`` when ``fmode`` is set).
 Groups with fewer than 4 output channels (depthwise convolutions) take a
 direct kernel instead: per output plane, one vectorised ``acc_row += w * x_row``
 per tap, in int32.
@@ -31,8 +33,8 @@ from numba import prange
 
 from lowbit.config import jit
 from lowbit.kernels.common import conv_shapes, window_attributes
-from lowbit.kernels.int8.common import (activation, as_bytes, bias_of, output_dtype, output_range, requant_params,
-                                        requantize, requantize_rows, zero_point_of)
+from lowbit.kernels.int8.common import (activation, as_bytes, bias_of, dequantize_rows, float_output, output_dtype,
+                                        requant_output, requant_params, requantize, requantize_rows, zero_point_of)
 from lowbit.kernels.int8.tile import LANES, TILE_M, TILE_P, VNNI, madd4_tile, madd_tile
 
 # int32 words (k pairs x positions) in one im2col panel: 128 KiB, well inside L2.
@@ -140,7 +142,8 @@ def _fill_quad_slab(x, slab, img, c_in, h, w_in, groups, cqn, ih0, rows_in, rows
 
 @jit(multithread=True)
 def _slab_kernel(x, offs, wpk, bias, corr, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, cgn, quads,
-                 kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+                 kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax, rows_block, blocks, nthreads,
+                 fscale, yf, flo, fhi, fmode):
     # Stride 1: the channel pair (or quad) cp at tap (i, j) for output position p = r*ws + col sits
     # at slab word offs[q] + g*cgn*rows_max*ws + p, so the tile reads the slab directly.  Columns
     # col >= wo of each row are computed and dropped.  Quads hold raw bytes: the sum is corrected
@@ -199,6 +202,13 @@ def _slab_kernel(x, offs, wpk, bias, corr, mult, shift, y, n_img, c_in, h, w_in,
                         # rows of other blocks (other threads) and, after the last plane, the end of y.
                         width = min(wpad, (rows_out - r) * wo) if r < rows_out - 1 else wo
                         src = acc[m * pp + r * ws:m * pp + r * ws + width]
+                        if fmode:
+                            dstf = yf[plane + r * wo:plane + r * wo + width]
+                            fs = fscale[mo]
+                            for col in range(width):
+                                a = ((np.int64(src[col]) - cr + 2**31) & 0xFFFFFFFF) - 2**31
+                                dstf[col] = min(max(np.float32(a + b) * fs, flo), fhi)
+                            continue
                         dst = y[plane + r * wo:plane + r * wo + width]
                         for col in range(width):
                             a = ((np.int64(src[col]) - cr + 2**31) & 0xFFFFFFFF) - 2**31
@@ -259,7 +269,8 @@ def _fill_panel(slab, panel, pp, g, cg, kh_, kw_, kg, kq, rows_max, ws, sh, sw, 
 
 @jit(multithread=True)
 def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg, mgp, kh_, kw_,
-                  sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads):
+                  sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block, blocks, nthreads,
+                  fscale, yf, flo, fhi, fmode):
     # Any stride: gather an im2col panel per group, then tile it.
     cg = c_in // groups
     kg = cg * kh_ * kw_
@@ -276,6 +287,7 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
         panel = words.view(np.int16)
         acc = np.empty(TILE_M * TILE_P, dtype=np.int32)
         qb = np.empty(TILE_M * TILE_P, dtype=y.dtype)
+        fb = np.empty(TILE_M * TILE_P, dtype=yf.dtype)
         offs = np.empty(kq, dtype=np.int64)
         for item in range(first, last):
             img = item // blocks
@@ -298,6 +310,15 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
                         madd_tile(words, offs, p0, wpk, (g * mgp + mt) * kq, kq, acc, 0, TILE_P,
                                   (nvalid + LANES - 1) // LANES)
                         rows_m = min(TILE_M, mg - mt)
+                        if fmode:
+                            dequantize_rows(acc, TILE_P, bias, fscale, g * mg + mt, rows_m, flo, fhi, fb)
+                            for rr in range(rows_m):
+                                o = (img * m_out + g * mg + mt + rr) * ho * wo + oh0 * wo + p0
+                                srcf = fb[rr * TILE_P:rr * TILE_P + nvalid]
+                                dstf = yf[o:o + nvalid]
+                                for c in range(nvalid):
+                                    dstf[c] = srcf[c]
+                            continue
                         requantize_rows(acc, TILE_P, bias, mult, shift, g * mg + mt, rows_m, zp_y, qmin, qmax, qb)
                         for rr in range(rows_m):
                             src = qb[rr * TILE_P:rr * TILE_P + nvalid]
@@ -309,7 +330,7 @@ def _panel_kernel(x, wpk, bias, mult, shift, y, n_img, c_in, h, w_in, groups, mg
 
 @jit(multithread=True)
 def _direct_kernel(x, w, bias, mult, shift, y, n_img, c_in, h, w_in, groups, m_out, kh_, kw_,
-                   sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax):
+                   sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax, fscale, yf, flo, fhi, fmode):
     cg = c_in // groups
     mg = m_out // groups
     for task in prange(n_img * m_out):
@@ -339,14 +360,22 @@ def _direct_kernel(x, w, bias, mult, shift, y, n_img, c_in, h, w_in, groups, m_o
                         for q in range(ow_hi - ow_lo):
                             av[q] += wv * (np.int32(xv[q * sw]) - zp_x)
         b, m0, n = bias[mo], mult[mo], shift[mo]
-        dst = y[task * ho * wo:(task + 1) * ho * wo]
-        for q in range(ho * wo):
-            dst[q] = requantize(np.int64(plane[q]) + b, m0, n, zp_y, qmin, qmax) & 0xFF
+        if fmode:
+            dstf = yf[task * ho * wo:(task + 1) * ho * wo]
+            fs = fscale[mo]
+            for q in range(ho * wo):
+                dstf[q] = min(max(np.float32(np.int64(plane[q]) + b) * fs, flo), fhi)
+        else:
+            dst = y[task * ho * wo:(task + 1) * ho * wo]
+            for q in range(ho * wo):
+                dst[q] = requantize(np.int64(plane[q]) + b, m0, n, zp_y, qmin, qmax) & 0xFF
 
 
-def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point, qmin, qmax, y_signed=0,
+def conv_int8(x_q, w_q, bias_q, multiplier=None, shift=None, y_scale=None, *, x_zero_point, y_zero_point=None,
+              qmin=None, qmax=None, y_signed=0, y_min=-np.inf, y_max=np.inf,
               auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Integer Conv (2-D NCHW, or 1-D NCL) with int32 accumulation and fixed-point requantization.
+    """Integer Conv (2-D NCHW, or 1-D NCL) with int32 accumulation and fixed-point requantization
+    (or float output).
 
     ``acc[n, m, oh, ow] = bias_q[m] + sum_{c, i, j} w_q[m, c, i, j] *
     (Xpad[n, g*C/G + c, oh*sH + i*dH, ow*sW + j*dW] - x_zero_point)``
@@ -360,7 +389,13 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     ``y = clamp(y_zero_point + ((acc * M0[m] + 2^(n[m]-1)) >> n[m]), qmin, qmax)``
 
     (arithmetic shift: ties round toward +inf); the clamp is also how a fused
-    ReLU or Clip is applied.
+    ReLU or Clip is applied.  Float-output form (``y_scale`` given; ``multiplier``,
+    ``shift``, ``y_zero_point``, ``qmin``, ``qmax`` unused), in float32:
+
+    ``y = min(max(float32(acc) * y_scale[m], y_min), y_max)``
+
+    (the int32 sum rounded once to float32, then one float32 product): for a
+    layer read only by float ops, the output is never requantized to 8 bits.
 
     Parameters
     ----------
@@ -373,19 +408,23 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     multiplier, shift : ndarray
         int64 (M,): ``M0`` in [0, 2^31) and ``n`` in [1, 62] per output channel
         (see :func:`lowbit.quant.fixed_point.quantize_multiplier`).
+    y_scale : ndarray, optional
+        float32 (M,) ``s_x * s_w[m]``: return float32 instead of requantizing.
     x_zero_point : int
         Zero point of ``x_q`` (in the range of its dtype).
     y_zero_point, qmin, qmax : int
         Output zero point and clamp bounds, inside the output dtype's range.
     y_signed : int
         0: uint8 output; 1: int8 output.
+    y_min, y_max : float
+        Clamp of the float output (a fused ReLU or Clip).
     auto_pad, dilations, group, kernel_shape, pads, strides
         As in the ONNX Conv operator; ``pads`` is ``[h_begin, w_begin, h_end, w_end]``.
 
     Returns
     -------
     ndarray
-        uint8 or int8 (N, M, oH, oW) (or (N, M, oL)), C-contiguous.
+        uint8, int8 or (float output) float32 (N, M, oH, oW) (or (N, M, oL)), C-contiguous.
     """
     op = "conv_int8"
     x = activation(op, "x_q", x_q)
@@ -398,9 +437,9 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
         lift = lambda v, fill: None if v is None else (fill,) + tuple(v)
         if pads is not None:
             pads = (0, int(pads[0]), 0, int(pads[1]))
-        y = conv_int8(x[:, :, None, :], w[:, :, None, :], bias_q, multiplier, shift,
+        y = conv_int8(x[:, :, None, :], w[:, :, None, :], bias_q, multiplier, shift, y_scale,
                       x_zero_point=x_zero_point, y_zero_point=y_zero_point, qmin=qmin, qmax=qmax,
-                      y_signed=y_signed, auto_pad=auto_pad, dilations=lift(dilations, 1), group=group,
+                      y_signed=y_signed, y_min=y_min, y_max=y_max, auto_pad=auto_pad, dilations=lift(dilations, 1), group=group,
                       kernel_shape=lift(kernel_shape, 1), pads=pads, strides=lift(strides, 1))
         return y[:, :, 0, :]
     n_img, c_in, h, w_in, m_out, cg, kh_, kw_, group = conv_shapes(op, x.shape, w.shape, group, kernel_shape)
@@ -414,19 +453,28 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
         raise ValueError(f"{op}: output would be empty: input {x.shape}, kernel {(kh_, kw_)},"
                          f" pads {pads}, strides {strides}, dilations {dilations}")
     zp_x = zero_point_of(op, "x_zero_point", x_zero_point, x.dtype)
-    dtype = output_dtype(y_signed)
-    zp_y = zero_point_of(op, "y_zero_point", y_zero_point, dtype)
-    qmin, qmax = output_range(op, qmin, qmax, dtype)
     bias = bias_of(op, bias_q, m_out)
-    mult, shifts = requant_params(op, multiplier, shift, m_out)
-    y = np.empty((n_img, m_out, ho, wo), dtype=dtype)
-    if y.size == 0:
-        return y
+    fmode = y_scale is not None
+    if fmode:
+        fscale, flo, fhi = float_output(op, y_scale, m_out, y_min, y_max)
+        zp_y, qmin, qmax, mult, shifts = 0, 0, 0, np.zeros(m_out, np.int64), np.ones(m_out, np.int64)
+        out = np.empty((n_img, m_out, ho, wo), dtype=np.float32)
+        y, yf = np.empty(0, dtype=np.uint8), out.reshape(-1)
+    else:
+        dtype = output_dtype(y_signed)
+        zp_y, qmin, qmax = requant_output(op, y_zero_point, qmin, qmax, dtype)
+        mult, shifts = requant_params(op, multiplier, shift, m_out)
+        fscale, flo, fhi = np.ones(m_out, np.float32), np.float32(0), np.float32(0)
+        out = np.empty((n_img, m_out, ho, wo), dtype=dtype)
+        y, yf = as_bytes(out), np.empty(0, dtype=np.float32)
+    if out.size == 0:
+        return out
+    fout = (fscale, yf, flo, fhi, fmode)
     mg = m_out // group
     if mg < TILE_M:
-        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, mult, shifts, as_bytes(y), n_img, c_in, h, w_in,
-                       group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax)
-        return y
+        _direct_kernel(x.reshape(-1), w.reshape(-1), bias, mult, shifts, y, n_img, c_in, h, w_in,
+                       group, m_out, kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, zp_x, zp_y, qmin, qmax, *fout)
+        return out
     nthreads = numba.get_num_threads()
     # At least one row block per thread when the batch is small.
     min_blocks = min(ho, -(-nthreads // n_img))
@@ -453,10 +501,10 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
         rows_max = rows_block + (kh_ - 1) * dh
         cp, i, j = np.meshgrid(np.arange(cgn), np.arange(kh_), np.arange(kw_), indexing="ij")
         offs = ((cp * rows_max + i * dh) * ws + j * dw).reshape(-1).astype(np.int64)
-        _slab_kernel(x.reshape(-1), offs, wpk, bias, corr, mult, shifts, as_bytes(y), n_img, c_in, h, w_in,
+        _slab_kernel(x.reshape(-1), offs, wpk, bias, corr, mult, shifts, y, n_img, c_in, h, w_in,
                      group, mg, mgp, cgn, quads, kh_, dh, ph, pw, ho, wo, ws, kq, zp_x, x_off, zp_y, qmin, qmax,
-                     rows_block, -(-ho // rows_block), nthreads)
-        return y
+                     rows_block, -(-ho // rows_block), nthreads, *fout)
+        return out
     kg = cg * kh_ * kw_
     kq = (kg + 1) // 2
     w16 = np.zeros((group, mgp, 2 * kq), dtype=np.int16)
@@ -464,7 +512,7 @@ def conv_int8(x_q, w_q, bias_q, multiplier, shift, *, x_zero_point, y_zero_point
     wpk = w16.view(np.int32).reshape(-1)
     rows_block = max(1, min(ho, _PANEL_WORDS // (kq * wo)))
     rows_block = min(rows_block, -(-ho // min_blocks))
-    _panel_kernel(x.reshape(-1), wpk, bias, mult, shifts, as_bytes(y), n_img, c_in, h, w_in, group, mg, mgp,
+    _panel_kernel(x.reshape(-1), wpk, bias, mult, shifts, y, n_img, c_in, h, w_in, group, mg, mgp,
                   kh_, kw_, sh, sw, dh, dw, ph, pw, ho, wo, kq, zp_x, zp_y, qmin, qmax, rows_block,
-                  -(-ho // rows_block), nthreads)
-    return y
+                  -(-ho // rows_block), nthreads, *fout)
+    return out
