@@ -49,7 +49,7 @@ def lowbit_node(op, inputs, opset, **attrs):
         [node], "single",
         [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
          for n, a in zip(names, inputs)],
-        [helper.make_tensor_value_info("y", 0, None)])
+        [helper.make_empty_tensor_value_info("y")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     return lowbit.load(model.SerializeToString()).run(dict(zip(names, inputs)))
 
