@@ -34,7 +34,7 @@ def main(argv=None):
     from lowbit.data import mnist
     from lowbit.evaluate.html_report import write_html
     from lowbit.evaluate.plots import plot_sensitivity, plot_sweep
-    from lowbit.quant.sensitivity import sensitivity, write_sensitivity
+    from lowbit.evaluate.sensitivity import sensitivity, write_sensitivity
     from lowbit.evaluate.report import markdown_table, text_table, write_results, write_text
     from lowbit.evaluate.sweep import sweep
 

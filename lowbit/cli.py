@@ -506,7 +506,7 @@ def _sensitivity_into(args, source, x_test, y_test, calibration, out) -> int:
                                  sensitivity_table)
     from .evaluate.report import sensitivity_text
     from .evaluate.sweep import SweepResult
-    from .quant.sensitivity import sensitivity, write_sensitivity
+    from .evaluate.sensitivity import sensitivity, write_sensitivity
 
     paths = []
     for precision in args.sensitivity.split(","):
@@ -548,13 +548,13 @@ def validation_data(args, need_labels: bool) -> tuple:
     from (``--calibration`` .npz/.npy, else ``x_train``/``y_train`` of ``--data``,
     else the bundled MNIST training set): calibration is the first
     ``--calibration-size`` samples, validation the last 5,000 of the rest
-    (:func:`lowbit.quant.mixed.validation_split`), so it is disjoint from
+    (:func:`lowbit.evaluate.mixed.validation_split`), so it is disjoint from
     both the calibration samples and the test set.
     """
     import numpy as np
 
     from .data import mnist
-    from .quant.mixed import validation_split
+    from .evaluate.mixed import validation_split
 
     y = None
     if args.calibration and not Path(args.calibration).is_dir():
@@ -588,7 +588,7 @@ def mixed_precision_row(args, source, x_test, y_test, calibration, result, out):
     from .evaluate.metrics import agreement, top1, topk
     from .evaluate.report import write_text
     from .evaluate.sweep import PrecisionResult, timed_run
-    from .quant.mixed import plan_json, search
+    from .evaluate.mixed import plan_json, search
 
     x_val, y_val, split = validation_data(args, need_labels=args.max_drop is not None)
     print(f"mixed precision: budget checked on {split}", file=sys.stderr)

@@ -19,7 +19,7 @@ from lowbit.errors import InputError
 from lowbit.model import Model
 from lowbit.quant.equalize import equalize, find_pairs
 from lowbit.quant.layer_io import dequantized_weights
-from lowbit.quant.mixed import search, validation_split
+from lowbit.evaluate.mixed import search, validation_split
 from lowbit.zoo import MODELS_DIR
 
 from . import graphs

@@ -18,9 +18,9 @@ import lowbit
 from lowbit.errors import InputError
 from lowbit.evaluate.sweep import sweep
 from lowbit.quant.calibrate import METHODS, calibrate
-from lowbit.quant.mixed import search
+from lowbit.evaluate.mixed import search
 from lowbit.quant.quantize import calibration_batches
-from lowbit.quant.sensitivity import sensitivity
+from lowbit.evaluate.sensitivity import sensitivity
 
 FLOAT = TensorProto.FLOAT
 C_IN, C_MID, H, W, CLASSES = 3, 6, 8, 8, 5

@@ -384,7 +384,7 @@ def sweep_batches(source, batches, precisions, *, calibration=None, method: str 
 
     import lowbit
 
-    from ..quant.sensitivity import weighted_layers
+    from .sensitivity import weighted_layers
 
     names = _names(precisions)
     want_reference = reference  # the name is reused for the fp32 outputs below

@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 
-from ..evaluate.metrics import sqnr_db, top1
-from ..evaluate.report import write_text
-from ..precision import get as get_precision
+from .metrics import sqnr_db, top1
+from .report import write_text
+from ..formats.precision import get as get_precision
 from ..console import Progress
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")

@@ -3,7 +3,7 @@
 Search (greedy, guided by per-layer sensitivity):
 
 1. measure each weighted layer's accuracy drop when only it is quantized to
-   the narrowest candidate (:mod:`lowbit.quant.sensitivity`);
+   the narrowest candidate (:mod:`lowbit.evaluate.sensitivity`);
 2. start with every weighted layer at the narrowest candidate;
 3. while the budget is not met, move the most sensitive layer that can
    still widen one step up the ladder (e.g. int4 → int8 → fp32) and
@@ -35,9 +35,9 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from ..evaluate.metrics import sqnr_db, top1
-from ..precision import get as get_precision
-from ..progress import Progress
+from .metrics import sqnr_db, top1
+from ..formats.precision import get as get_precision
+from ..console import Progress
 from .sensitivity import sensitivity, weighted_layers
 
 VALIDATION_SIZE = 5000
