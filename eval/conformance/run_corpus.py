@@ -277,7 +277,7 @@ def verdict(row):
     if not (row.get("fp32_err", math.inf) <= FP32_TOL):
         return False, f"fp32 error {row.get('fp32_err'):.1e} > {FP32_TOL:g}"
     if row.get("fp32_argmax") not in (None, 1.0):
-        return False, f"fp32 argmax agreement {row['fp32_argmax']:.3f} < 1"
+        return False, f"fp32 argmax agreement {row['fp32_argmax']:.6f} < 1"
     for precision, q in row.get("quant", {}).items():
         if "error" in q:
             return False, f"{precision}: {short_reason(q['error'])}"
@@ -295,6 +295,8 @@ def verdict(row):
 def fmt(value, spec=".1f", none="—"):
     if value is None:
         return none
+    if spec == ".3f" and 0.9995 <= value < 1:
+        return format(value, ".6f")  # an argmax agreement short of 1 must not print as 1.000
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return format(value, spec)
