@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     # Only the pure-Python loader layers are instrumented: atheris's bytecode hooks break Numba's
     # compilation, so every module holding @jit functions is imported first, uninstrumented.
     import lowbit.kernels.registry  # noqa: F401
-    import lowbit.quant.float_formats  # noqa: F401
+    import lowbit.formats.float_formats  # noqa: F401
     import lowbit.kernels.storage  # noqa: F401
     with atheris.instrument_imports(include=["lowbit.io", "lowbit.graph", "lowbit.api", "lowbit.model",
                                              "lowbit.runtime", "lowbit.precision"],

@@ -509,7 +509,7 @@ def sensitivity_table(out_dir, result=None) -> tuple:
 
 
 def _ordered_by_bits(table: dict) -> dict:
-    from ..precision import get as get_precision
+    from ..formats.precision import get as get_precision
 
     def bits(name):
         try:

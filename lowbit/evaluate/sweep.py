@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..precision import get as get_precision
+from ..formats.precision import get as get_precision
 from ..console import Progress, set_quiet
 from .label_free import Comparison, LabelScore, LayerSQNR, compare, output_kind
 from .metrics import top1, topk

@@ -3,9 +3,9 @@
 ``Graph.encodings[name]`` says how constant ``name`` is stored:
 
 * ``{"precision": "fp16" | "bf16" | "fp8-...", "scale": s}`` — a float
-  format (see :mod:`lowbit.quant.float_formats`), decoded to float32;
+  format (see :mod:`lowbit.formats.float_formats`), decoded to float32;
 * ``{"precision": "intK", "shape": [...]}`` — k-bit integers bit-packed by
-  :mod:`lowbit.quant.packing`, decoded to int8;
+  :mod:`lowbit.formats.packing`, decoded to int8;
 * ``{"precision": "binary", "shape": [...]}`` — one sign bit per weight
   (1 = −1), dense; decoded to the binary kernels' uint64 words
   (:func:`lowbit.kernels.binary.pack.pack_weights`).

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from ..precision import get as get_precision
+from ..formats.precision import get as get_precision
 from ..train.optim import Adam
 from .layer_io import activate, anchor_nodes, layer_inputs, patches, pre_activation
 from .weights import layer_weights

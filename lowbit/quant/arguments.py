@@ -109,7 +109,7 @@ def _check_options(spec, options: dict) -> dict:
         raise InputError(f"activation_bits must be an integer from 2 to 8, got {_describe(bits)}")
     plan = options.get("node_precisions")
     if plan is not None:
-        from ..precision import Precision, get
+        from ..formats.precision import Precision, get
 
         if not isinstance(plan, dict):
             raise InputError(f"node_precisions must be a dict node name -> precision, got {type(plan).__name__}")

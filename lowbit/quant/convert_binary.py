@@ -2,7 +2,7 @@
 
 Every weighted layer but the first and the last (unless asked) becomes
 binary: input ``sign(x)`` with ``sign(0) = +1``, weights ``α_m·sign(W_m)``
-with ``α_m = mean|W_m|`` (:func:`lowbit.quant.quantizers.binary`), packed as
+with ``α_m = mean|W_m|`` (:func:`lowbit.formats.quantizers.binary`), packed as
 bits; the node computes ``y = α_m·dot + b_m`` (a BatchNorm folded into the
 Conv by the graph passes is already inside ``α_m`` and ``b_m``: per-channel
 BatchNorm commutes with per-channel binarization).  The other layers stay

@@ -1,8 +1,8 @@
 """fp32 graph → integer graph (int8, and the k-bit formats on the same kernels).
 
-Scheme (see :mod:`lowbit.quant.fixed_point` for requantization):
+Scheme (see :mod:`lowbit.formats.fixed_point` for requantization):
 
-* weights: per output channel by :mod:`lowbit.quant.quantizers` — symmetric
+* weights: per output channel by :mod:`lowbit.formats.quantizers` — symmetric
   k-bit (``s_w[m] = max|W[m]| / (2^(k-1) - 1)``) or ternary ``{-α, 0, +α}``;
   stored as int8, bit-packed below 8 bits;
 * activations: per tensor, from the calibration range ``[lo, hi]`` (which
@@ -35,12 +35,12 @@ import math
 import numpy as np
 
 from ..graph.ir import Graph, Node
-from ..precision import Precision
-from ..precision import get as get_precision
-from .fixed_point import quantize_multiplier
-from . import quantizers
+from ..formats.precision import Precision
+from ..formats.precision import get as get_precision
+from ..formats.fixed_point import quantize_multiplier
+from ..formats import quantizers
 from .weights import layer_weights
-from .packing import pack_bits
+from ..formats.packing import pack_bits
 
 ANCHORS = {"Conv", "Gemm", "MatMul"}
 INT8 = get_precision("int8")

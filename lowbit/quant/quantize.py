@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from ..precision import get as get_precision
+from ..formats.precision import get as get_precision
 from .calibrate import METHODS, calibrate
 from .convert_float import convert_float
 

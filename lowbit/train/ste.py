@@ -14,7 +14,7 @@ everywhere, so the backward pass substitutes a surrogate:
 * activations, :func:`fake_quant_activation` -- k-bit per-tensor affine grid on
   ``[lo, hi]``; backward passes the gradient inside the range and 0 outside;
 * weights, :class:`WeightQuantizer` -- forward the dequantized values of
-  :mod:`lowbit.quant.quantizers` (the functions inference uses, so training
+  :mod:`lowbit.formats.quantizers` (the functions inference uses, so training
   sees exactly the weights that are stored); backward the identity
   :math:`\\partial L / \\partial W = \\partial L / \\partial \\hat W`.
 """
@@ -80,7 +80,7 @@ class WeightQuantizer:
     """Per-output-channel weight fake quantization for one precision.
 
     ``__call__`` returns :math:`\\hat W = s_m\\, q_m`, where ``(q, s)`` come from
-    :mod:`lowbit.quant.quantizers`:
+    :mod:`lowbit.formats.quantizers`:
 
     * ``"binary"``: :math:`\\hat W_m = \\alpha_m \\mathrm{sign}(W_m)`,
       :math:`\\alpha_m = \\mathrm{mean}|W_m|`;

@@ -1,7 +1,7 @@
 """Naive numpy oracles for the integer (int8) kernels.
 
 Written from the quantization scheme, independently of ``lowbit.kernels``
-(and of ``lowbit.quant.fixed_point``): inputs are padded explicitly with their
+(and of ``lowbit.formats.fixed_point``): inputs are padded explicitly with their
 zero point, every sum is taken in int64 (or Python ints), and requantization
 is spelled out with a floor division.  Slow on purpose; use small inputs.
 """
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from lowbit.quant.fixed_point import quantize_multiplier  # the lead's helper: parameters only
+from lowbit.formats.fixed_point import quantize_multiplier  # the lead's helper: parameters only
 
 
 def rounding_shift(v, multiplier, shift):

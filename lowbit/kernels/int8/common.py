@@ -12,7 +12,7 @@ _RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
 def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
     """``clamp(zero_point + ((acc * M0 + 2^(n-1)) >> n), qmin, qmax)`` in int64.
 
-    The rule of :mod:`lowbit.quant.fixed_point`; ``>>`` is an arithmetic
+    The rule of :mod:`lowbit.formats.fixed_point`; ``>>`` is an arithmetic
     shift, so ties round toward +inf.
     """
     v = ((np.int64(acc) * multiplier + (np.int64(1) << (shift - 1))) >> shift) + zero_point

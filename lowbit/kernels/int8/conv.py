@@ -407,7 +407,7 @@ def conv_int8(x_q, w_q, bias_q, multiplier=None, shift=None, y_scale=None, *, x_
         int32 (M,) at scale ``s_x * s_w[m]``.
     multiplier, shift : ndarray
         int64 (M,): ``M0`` in [0, 2^31) and ``n`` in [1, 62] per output channel
-        (see :func:`lowbit.quant.fixed_point.quantize_multiplier`).
+        (see :func:`lowbit.formats.fixed_point.quantize_multiplier`).
     y_scale : ndarray, optional
         float32 (M,) ``s_x * s_w[m]``: return float32 instead of requantizing.
     x_zero_point : int

@@ -42,7 +42,7 @@ def add_int8(a_q, b_q, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
     """Quantized Add in integer arithmetic (numpy broadcasting).
 
     With ``L = 20``, ``T = 2 max(s_a, s_b)`` and ``(M0_v, n_v)`` the
-    fixed-point form (:func:`lowbit.quant.fixed_point.quantize_multiplier`)
+    fixed-point form (:func:`lowbit.formats.fixed_point.quantize_multiplier`)
     of ``s_a / T``, ``s_b / T`` and ``T / (2^L s_y)``, in int64:
 
     * ``r_a = rshift((a - zp_a) * 2^L, M0_a, n_a)``, likewise ``r_b``;

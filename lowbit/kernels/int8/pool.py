@@ -151,7 +151,7 @@ def global_average_pool_int8(x_q, *, x_scale, x_zero_point, y_scale, y_zero_poin
     (exact; int64, which equals int32 accumulation whenever that does not
     overflow), then ``y = clamp(y_zero_point + ((acc * M0 + 2^(n-1)) >> n),
     qmin, qmax)`` with ``(M0, n)`` the fixed-point form
-    (:func:`lowbit.quant.fixed_point.quantize_multiplier`) of
+    (:func:`lowbit.formats.fixed_point.quantize_multiplier`) of
     ``M = x_scale / (S * y_scale)``.
 
     Parameters
