@@ -11,7 +11,7 @@ from lowbit.train.augment import random_shift_rotate, warp
 from lowbit.train.checkpoint import load_checkpoint, save_checkpoint
 from lowbit.train.layers import (Add, Affine, AvgPool, BatchNorm, Concat, Conv, Dropout, Flatten,
                                  GlobalAvgPool, MaxPool, ReLU)
-from lowbit.progress import Progress
+from lowbit.console import Progress
 
 
 def tiny_net(seed=0):
