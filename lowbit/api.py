@@ -11,6 +11,7 @@ from .model import Model
 from .precision import get as get_precision
 from .quant.convert_int import convert_int
 from .quant.qdq_import import QDQ_OPS, is_qdq, lower_qdq
+from .quant.qonnx_import import lower_qonnx, qonnx_graph, read_qonnx
 from .quant.quantize import sample_shapes
 from .errors import ModelLoadError, ModelSaveError
 from .runtime.executor import Executor, evaluate
@@ -45,6 +46,9 @@ def load(source, *, optimize_graph: bool = True) -> Model:
     if label is not None and container.is_container(label):
         return _load_container(label)
     try:
+        qonnx = read_qonnx(source)
+        if qonnx is not None:
+            return _load_qonnx(qonnx, label)
         graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
         if is_qdq(graph):
             return _load_qdq(graph, label)
@@ -95,6 +99,23 @@ def _load_qdq(graph, label) -> Model:
                             fixed_weights=weights, activation_type="int8" if signed == {1} else "uint8")
     int_graph.metadata["source_format"] = "onnx-qdq"
     return Model(int_graph, source=label)
+
+
+def _load_qonnx(proto, label) -> Model:
+    """A QONNX model (Quant/BipolarQuant nodes) runs on the integer or binary kernels it describes."""
+    lowered, lowering = lower_qonnx(proto, label or "the model")
+    graph = import_onnx(lowered, SUPPORTED_OPS)
+
+    def shapes():
+        if not all(i.shape and None not in i.shape[1:] for i in graph.inputs):
+            return {}
+        probe = import_onnx(lowered, SUPPORTED_OPS)
+        optimize(probe, kernel_for, evaluate)
+        return sample_shapes(Model(probe), None)
+
+    qgraph = qonnx_graph(graph, lowering, shapes=shapes() if not lowering.bipolar else {},
+                         optimize_fn=lambda g: optimize(g, kernel_for, evaluate), label=label or "the model")
+    return Model(qgraph, source=label)
 
 
 def save(model: Model, path) -> None:

@@ -225,16 +225,23 @@ def cmd_export(args) -> int:
 
     from . import load
     from .graph.onnx_export import check_onnxruntime, export_onnx
+    from .graph.qonnx_export import export_qonnx
     from .io.atomic import atomic_path
 
     model = load(args.model)
     # Checked before anything is written: onnx's full checker (in export_onnx), then an onnxruntime
-    # session; either failing is an ExportError naming the node (exit 2, no file).
-    proto = export_onnx(model.graph)
-    opened = check_onnxruntime(proto)
+    # session (standard ONNX only: QONNX's custom domain does not run there); either failing is an
+    # ExportError naming the node (exit 2, no file).
+    fmt = getattr(args, "format", "onnx")
+    if fmt == "qonnx":
+        proto, opened = export_qonnx(model.graph), None
+    else:
+        proto = export_onnx(model.graph, low_bits=fmt == "qdq")
+        opened = check_onnxruntime(proto)
     with atomic_path(args.output) as tmp:
         onnx.save(proto, str(tmp))
-    checks = "onnx full check, onnxruntime session" if opened else "onnx full check; onnxruntime not installed"
+    checks = {True: "onnx full check, onnxruntime session", False: "onnx full check; onnxruntime not installed",
+              None: "QONNX; onnx full check"}[opened]
     print(f"wrote {args.output} ({model.graph.metadata.get('precision', 'fp32')}, opset "
           f"{proto.opset_import[0].version}; {checks})")
     return 0
@@ -708,6 +715,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a .lowbit (or .onnx) model to ONNX (QDQ for integer models)")
     export.add_argument("model")
     export.add_argument("-o", "--output", required=True)
+    export.add_argument("--format", choices=["onnx", "qdq", "qonnx"], default="onnx",
+                        help="onnx: fp32 as is, int8 as QDQ (default); qdq: also int2..int7/ternary layers "
+                        "(4-bit as INT4/UINT4 at opset 21, other widths as 8-bit QDQ of the k-bit values); "
+                        "qonnx: Quant/BipolarQuant nodes for any width, binary included (FINN/Brevitas)")
     export.set_defaults(func=cmd_export)
 
     inspect = sub.add_parser("inspect", help="list layers, shapes, params, MACs, precision and bytes")

@@ -12,6 +12,17 @@ biases int32 initializers at scale ``s_x · s_w``.  Data-movement ops
 (Flatten, Reshape, Transpose, Squeeze, Unsqueeze) act on the integer tensor
 directly.  :func:`export_onnx` checks the result with ONNX's full checker;
 :func:`check_onnxruntime` also opens it in onnxruntime.
+
+Sub-8-bit layers (``export_onnx(..., low_bits=True)``, ``lowbit export
+--format qdq``): 4-bit tensors are written as ONNX INT4/UINT4 (int4 weights
+with their INT4 per-channel DequantizeLinear, 4-bit activations through a
+QuantizeLinear to UINT4/INT4 and back), which needs opset 21.  The other
+widths (int2, int3, int5..int7, ternary weights {-1, 0, 1}) are written as
+8-bit QDQ holding the k-bit values: the weights are int8 initializers with
+values inside ``[-(2^(k-1) - 1), 2^(k-1) - 1]`` and the activations are
+clipped to their k-bit range ``[(qmin - zp)·s, (qmax - zp)·s]`` before the
+8-bit QuantizeLinear, so the stored integers are exactly lowbit's.
+Binary layers have no QDQ form (``--format qonnx`` writes them).
 """
 from __future__ import annotations
 
@@ -35,11 +46,35 @@ class ExportError(LowbitError):
     """The graph cannot be written as a valid ONNX model (names the node and the problem)."""
 
 
+#: (signed, bits) of a QDQ tensor → its element type (4-bit only with ``low_bits``)
+_QDQ_TYPES = {(0, 8): onnx.TensorProto.UINT8, (1, 8): onnx.TensorProto.INT8,
+              (0, 4): onnx.TensorProto.UINT4, (1, 4): onnx.TensorProto.INT4}
+
+
+def activation_bits(graph: Graph, node: Node) -> int:
+    """Bits of the activation an integer node writes (the converter's rule: ``activation_bits`` when
+    the model was quantized with one, else the node's weight bits for int2..int8, 8 for ternary)."""
+    if "y_bits" in node.quant:   # recorded by the QONNX importer
+        return int(node.quant["y_bits"])
+    spec = get_precision(node.precision)
+    chosen = (graph.metadata.get("post_training") or {}).get("activation_bits")
+    return int(chosen) if chosen else (spec.bits if spec.kind == "int" else 8)
+
+
+def range_bits(qmin: int, qmax: int) -> int:
+    """Bits of the integer type whose full range is ``[qmin, qmax]``."""
+    return max(1, int(qmax - qmin).bit_length())
+
+
 class _Exporter:
-    def __init__(self, graph: Graph):
+    low_bits = False   # sub-8-bit layers allowed (4-bit tensors as INT4/UINT4)
+
+    def __init__(self, graph: Graph, low_bits: bool = False):
         self.g = graph
         self.nodes = []
         self.inits = {}
+        self.low_bits = low_bits
+        self.domains = {}   # extra opset imports {domain: version}
 
     def const(self, name: str, value) -> str:
         if name not in self.inits:
@@ -52,19 +87,57 @@ class _Exporter:
     def scalar(self, base: str, value, dtype) -> str:
         return self.const(base, np.array(value, dtype=dtype))
 
-    def dq(self, name: str, scale: float, zp: int, signed: int, out: str):
+    def storage_bits(self, bits: int, tensor: str | None = None) -> int:
+        """Width of the QDQ element type that holds a ``bits``-bit weight (``tensor`` None) or activation."""
+        if not (self.low_bits and bits == 4):
+            return 8
+        return 4 if tensor is None or tensor in self.four_bit else 8
+
+    def four_bit_activations(self) -> set:
+        """Integer tensors that may be stored as UINT4/INT4: those read only by int4 Conv/Gemm, MaxPool or
+        DequantizeLinear nodes.  onnxruntime fuses ``DQ → op → Q`` with int8 weights (QLinearConv) or
+        elementwise ops into kernels that take no 4-bit type; those readers get an 8-bit tensor holding
+        the same 4-bit values."""
+        def ok(reader, tensor):
+            if reader.op_type in ("Conv", "Gemm") and reader.precision != "fp32":
+                return reader.inputs[0] == tensor and get_precision(reader.precision).bits == 4
+            return reader.op_type in ("MaxPool", "DequantizeLinear") and reader.precision != "fp32"
+        readers = self.g.consumers()
+        return {t for t, nodes in readers.items() if nodes and all(ok(r, t) for r in nodes)}
+
+    def int_tensor(self, name: str, values, bits: int, signed: int, tensor: str | None = None) -> str:
+        """An integer initializer (INT4/UINT4 when ``bits`` is stored in 4 bits); ``tensor``: the
+        activation whose zero point this is."""
+        values = np.asarray(values)
+        if name not in self.inits:
+            if self.storage_bits(bits, tensor) == 4:
+                self.inits[name] = helper.make_tensor(name, _QDQ_TYPES[(signed, 4)], list(values.shape),
+                                                      values.astype(np.int64).reshape(-1).tolist())
+            else:
+                self.inits[name] = numpy_helper.from_array(values.astype(np.int8 if signed else np.uint8), name)
+        return name
+
+    def dq(self, name: str, scale: float, zp: int, signed: int, out: str, bits: int = 8):
         if out in self.produced:
             return out
         self.produced.add(out)
-        zdtype = np.int8 if signed else np.uint8
         self.add("DequantizeLinear", [name, self.scalar(f"{name}::scale", scale, np.float32),
-                                      self.scalar(f"{name}::zero_point", zp, zdtype)], [out], f"{out}::dq")
+                                      self.int_tensor(f"{name}::zero_point", zp, bits, signed, name)], [out],
+                 f"{out}::dq")
         return out
 
-    def q(self, name: str, scale: float, zp: int, signed: int, out: str):
-        zdtype = np.int8 if signed else np.uint8
+    def q(self, name: str, scale: float, zp: int, signed: int, out: str, bits: int = 8, qrange=None):
+        """QuantizeLinear to the tensor's type; a k-bit range inside a wider type is clipped first."""
+        stored = self.storage_bits(bits, out)
+        type_lo, type_hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if signed else (0, (1 << stored) - 1)
+        lo, hi = qrange if qrange is not None else (type_lo, type_hi)
+        if lo > type_lo or hi < type_hi:
+            clipped = f"{out}::clip"
+            self.clamp(name, clipped, (lo - zp) * scale if lo > type_lo else -math.inf,
+                       (hi - zp) * scale if hi < type_hi else math.inf, f"{out}::range")
+            name = clipped
         self.add("QuantizeLinear", [name, self.scalar(f"{out}::scale", scale, np.float32),
-                                    self.scalar(f"{out}::zero_point", zp, zdtype)], [out], f"{out}::q")
+                                    self.int_tensor(f"{out}::zero_point", zp, bits, signed, out)], [out], f"{out}::q")
 
     def clamp(self, src: str, out: str, lo: float, hi: float, name: str):
         if lo == 0.0 and math.isinf(hi):
@@ -77,12 +150,14 @@ class _Exporter:
     def int_node(self, node: Node):
         op, a, quant = node.op_type, node.attrs, node.quant
         if op == "QuantizeLinear":
-            self.q(node.inputs[0], a["scale"], a["zero_point"], a.get("signed", 0), node.outputs[0])
-            self.qparams[node.outputs[0]] = (a["scale"], a["zero_point"], a.get("signed", 0))
+            signed = a.get("signed", 0)
+            bits = range_bits(a["qmin"], a["qmax"]) if "qmin" in a and "qmax" in a else 8
+            self.q(node.inputs[0], a["scale"], a["zero_point"], signed, node.outputs[0], bits,
+                   (a.get("qmin"), a.get("qmax")) if "qmin" in a and "qmax" in a else None)
+            self.qparams[node.outputs[0]] = (a["scale"], a["zero_point"], signed, bits)
             return
         if op == "DequantizeLinear":
-            s, z, signed = self.qparams[node.inputs[0]]
-            self.dq(node.inputs[0], s, z, signed, node.outputs[0])
+            self.dq(node.inputs[0], *self.qparams[node.inputs[0]][:3], node.outputs[0], self.qparams[node.inputs[0]][3])
             return
         if op in MOVEMENT:
             self.take(self.written[node.name])
@@ -92,36 +167,37 @@ class _Exporter:
             self.weighted(node)
             return
         x_params = [self.qparams[n] for n in node.inputs if n in self.qparams]
-        floats = [self.dq(n, *self.qparams[n], f"{n}::f") for n in node.inputs if n in self.qparams]
+        floats = [self.dq(n, *self.qparams[n][:3], f"{n}::f", self.qparams[n][3])
+                  for n in node.inputs if n in self.qparams]
         out = node.outputs[0]
+        qrange = (a["qmin"], a["qmax"]) if "qmin" in a and "qmax" in a else None
         if op in ("MaxPool", "Relu"):
-            s, z, signed = x_params[0]
+            s, z, signed, bits = x_params[0]
+            # onnxruntime's optimizer runs DQ → MaxPool → Q on the integer type, which it cannot do for
+            # 4-bit types: the result is stored in 8 bits (the same values)
+            qrange, bits = None, 8 if self.storage_bits(bits, node.inputs[0]) == 4 else bits
             self.add(op, floats, [f"{out}::pre"], node.name, **({} if op == "Relu" else a))
-        elif op == "Add":
+        elif op in ("Add", "Concat", "GlobalAveragePool"):
             s, z, signed = a["y_scale"], a["y_zero_point"], a.get("y_signed", 0)
-            self.add("Add", floats, [f"{out}::pre"], node.name)
-        elif op == "Concat":
-            s, z, signed = a["y_scale"], a["y_zero_point"], a.get("y_signed", 0)
-            self.add("Concat", floats, [f"{out}::pre"], node.name, axis=a["axis"])
-        elif op == "GlobalAveragePool":
-            s, z, signed = a["y_scale"], a["y_zero_point"], a.get("y_signed", 0)
-            self.add(op, floats, [f"{out}::pre"], node.name)
+            bits = range_bits(*qrange) if qrange else activation_bits(self.g, node)
+            self.add(op, floats, [f"{out}::pre"], node.name, **({"axis": a["axis"]} if op == "Concat" else {}))
         else:
             raise LowbitError(f"cannot export integer op {op} (node {node.name})")
-        self.q(f"{out}::pre", s, z, signed, out)
-        self.qparams[out] = (s, z, signed)
+        self.q(f"{out}::pre", s, z, signed, out, bits, qrange)
+        self.qparams[out] = (s, z, signed, bits)
 
     def weighted(self, node: Node):
         a, quant, const = node.attrs, node.quant, self.g.constants
         x, w_name, b_name = node.inputs[0], node.inputs[1], node.inputs[2]
-        xs, xz, xsigned = self.qparams[x]
+        xs, xz, xsigned, xbits = self.qparams[x]
         w_scale = np.asarray(quant["w_scale"], dtype=np.float32)
         w_q = decode_constant(const[w_name], self.g.encodings[w_name]) if w_name in self.g.encodings else const[w_name]
         out = node.outputs[0]
-        xf = self.dq(x, xs, xz, xsigned, f"{x}::f")
-        self.const(w_name, w_q)
+        xf = self.dq(x, xs, xz, xsigned, f"{x}::f", xbits)
+        wbits = get_precision(node.precision).bits
+        self.int_tensor(w_name, w_q, wbits, 1)
         self.const(f"{w_name}::scale", w_scale)
-        self.const(f"{w_name}::zero_point", np.zeros(len(w_scale), np.int8))
+        self.int_tensor(f"{w_name}::zero_point", np.zeros(len(w_scale), np.int8), wbits, 1)
         self.add("DequantizeLinear", [w_name, f"{w_name}::scale", f"{w_name}::zero_point"], [f"{w_name}::f"],
                  f"{w_name}::dq", axis=0)
         inputs = [xf, f"{w_name}::f"]
@@ -132,22 +208,22 @@ class _Exporter:
             self.add("DequantizeLinear", [b_name, f"{b_name}::scale", f"{b_name}::zero_point"], [f"{b_name}::f"],
                      f"{b_name}::dq", axis=0)
             inputs.append(f"{b_name}::f")
-        ys, yz, ysigned = quant["y_scale"], a["y_zero_point"], a.get("y_signed", 0)
-        raw = f"{out}::acc"
+        # convert_int's float-output form (no y_scale): the layer's float result is the output, clamped
+        float_out = "y_scale" not in quant
+        raw = out if float_out and "y_min" not in a and "y_max" not in a else f"{out}::acc"
         if node.op_type == "Conv":
             attrs = {k: v for k, v in a.items() if k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
             self.add("Conv", inputs, [raw], node.name, **attrs)
         else:
             self.add("Gemm", inputs, [raw], node.name, transB=1)
-        type_lo, type_hi = (-128, 127) if ysigned else (0, 255)
-        result = raw
-        if a["qmin"] > type_lo or a["qmax"] < type_hi:
-            lo = (a["qmin"] - yz) * ys if a["qmin"] > type_lo else -math.inf
-            hi = (a["qmax"] - yz) * ys if a["qmax"] < type_hi else math.inf
-            result = f"{out}::act"
-            self.clamp(raw, result, lo, hi, f"{node.name}::act")
-        self.q(result, ys, yz, ysigned, out)
-        self.qparams[out] = (ys, yz, ysigned)
+        if float_out:
+            if raw != out:
+                self.clamp(raw, out, a.get("y_min", -math.inf), a.get("y_max", math.inf), f"{node.name}::act")
+            return
+        ys, yz, ysigned = quant["y_scale"], a["y_zero_point"], a.get("y_signed", 0)
+        bits = activation_bits(self.g, node)
+        self.q(raw, ys, yz, ysigned, out, bits, (a["qmin"], a["qmax"]))
+        self.qparams[out] = (ys, yz, ysigned, bits)
 
     # ---- the whole graph --------------------------------------------------------------------
     def written_nodes(self) -> list:
@@ -156,7 +232,7 @@ class _Exporter:
 
     def choose_opset(self) -> tuple:
         """``(opset, {node name: Writer})`` for the lowest opset in which every node can be written."""
-        base = max(MIN_EXPORT_OPSET, min(self.g.opset or MIN_EXPORT_OPSET, MAX_EXPORT_OPSET))
+        base = max(self.min_opset(), min(self.g.opset or MIN_EXPORT_OPSET, MAX_EXPORT_OPSET))
         shapes = dict(self.g.metadata.get("static_shapes", {}))
         shapes.update({v.name: v.shape for v in self.g.inputs if v.shape is not None})
         for opset in range(base, MAX_EXPORT_OPSET + 1):
@@ -177,16 +253,29 @@ class _Exporter:
         for name, value in writer.new_constants.items():
             self.const(name, value)
 
-    def run(self) -> onnx.ModelProto:
-        self.qparams = {}
-        self.produced = set()
+    def check_precisions(self) -> None:
         for node in self.g.nodes:
             spec = get_precision(node.precision)
             if spec.is_float and spec.name != "fp32":
                 raise ExportError(f"cannot export {spec.name} models to ONNX; export fp32 or int8 (QDQ) models")
-            if not spec.is_float and spec.name != "int8":
+            if spec.kind == "binary" or (not spec.is_float and spec.name != "int8" and not self.low_bits):
+                hint = ("--format qonnx writes binary layers" if spec.kind == "binary" else
+                        "--format qdq writes int2..int7 and ternary layers (INT4 at opset 21), --format qonnx any width")
                 raise ExportError(f"cannot export {spec.name} layers (node {node.name}) to ONNX QDQ, which holds "
-                                  "8-bit tensors; export fp32 or int8 models")
+                                  f"8-bit tensors; {hint}")
+
+    def min_opset(self) -> int:
+        """Opset 21 where a tensor is written as INT4/UINT4."""
+        four = self.low_bits and any(
+            (n.op_type in ("Conv", "Gemm") and get_precision(n.precision).bits == 4)
+            or activation_bits(self.g, n) == 4 for n in self.g.nodes if get_precision(n.precision).kind != "float")
+        return 21 if four else MIN_EXPORT_OPSET
+
+    def run(self) -> onnx.ModelProto:
+        self.qparams = {}
+        self.produced = set()
+        self.check_precisions()
+        self.four_bit = self.four_bit_activations() if self.low_bits else set()
         self.dtypes = tensor_dtypes(self.g)
         self.opset, self.written = self.choose_opset()
         # A graph output that is a constant (folded at load) is written as a Constant node.
@@ -210,7 +299,8 @@ class _Exporter:
         inputs = [self.info(v) for v in self.g.inputs]
         outputs = [self.info(v) for v in self.g.outputs]
         graph = helper.make_graph(self.nodes, self.g.name or "lowbit", inputs, outputs, list(self.inits.values()))
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="lowbit")
+        opsets = [helper.make_opsetid("", self.opset)] + [helper.make_opsetid(d, v) for d, v in self.domains.items()]
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="lowbit")
         model.ir_version = IR_VERSIONS[self.opset]
         _fill_output_shapes(model)
         return model
@@ -270,8 +360,12 @@ def _check_io_shapes(model: onnx.ModelProto) -> None:
                                   "one: give the model's inputs and outputs shapes")
 
 
-def export_onnx(graph: Graph, *, check: bool = True) -> onnx.ModelProto:
+def export_onnx(graph: Graph, *, check: bool = True, low_bits: bool = False) -> onnx.ModelProto:
     """ONNX ModelProto of an fp32 or integer lowbit graph (integer graphs in QDQ form).
+
+    ``low_bits`` also writes int2..int7 and ternary layers (see the module
+    docstring: INT4/UINT4 at opset 21, the other widths as 8-bit QDQ with
+    the k-bit values).
 
     Raises
     ------
@@ -280,7 +374,7 @@ def export_onnx(graph: Graph, *, check: bool = True) -> onnx.ModelProto:
         ``onnx.checker.check_model(full_check=True)`` rejects the result;
         the message names the node and the problem.
     """
-    model = _Exporter(graph).run()
+    model = _Exporter(graph, low_bits).run()
     if check:
         _check_io_shapes(model)
         try:
