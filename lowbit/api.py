@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .graph.onnx_import import import_onnx
+from .graph.onnx_import import import_onnx, read_model
 from .graph.passes import optimize
 from .io import container
 from .kernels.registry import SUPPORTED_OPS, kernel_for
@@ -46,10 +46,11 @@ def load(source, *, optimize_graph: bool = True) -> Model:
     if label is not None and container.is_container(label):
         return _load_container(label)
     try:
-        qonnx = read_qonnx(source)
+        proto, read_label = read_model(source)   # regular files only; external data inside the model's folder
+        qonnx = read_qonnx(proto)
         if qonnx is not None:
             return _load_qonnx(qonnx, label)
-        graph = import_onnx(source, SUPPORTED_OPS | set(QDQ_OPS))
+        graph = import_onnx(proto, SUPPORTED_OPS | set(QDQ_OPS), label=read_label)
         if is_qdq(graph):
             return _load_qdq(graph, label)
         if optimize_graph:

@@ -33,8 +33,17 @@ ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def read_model_proto(source) -> onnx.ModelProto:
-    """Read an ONNX ModelProto from a path, bytes, or a ModelProto."""
+    """Read an ONNX ModelProto from a path, bytes, or a ModelProto (regular files only, external data
+    resolved inside the model's folder: see :func:`read_model`)."""
     return _read(source)[0]
+
+
+def read_model(source):
+    """``(model, label)``: the ModelProto of a path, bytes or ModelProto, read safely, and its name for messages.
+
+    Pass both to :func:`import_onnx` to import the model without reading it again.
+    """
+    return _read(source)
 
 
 def _read(source):
@@ -210,7 +219,7 @@ def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
         return model  # shapes are a convenience; the executor does not depend on them
 
 
-def import_onnx(source, supported_ops) -> Graph:
+def import_onnx(source, supported_ops, *, label=None) -> Graph:
     """Convert an ONNX model into a lowbit :class:`Graph`.
 
     Parameters
@@ -227,7 +236,8 @@ def import_onnx(source, supported_ops) -> Graph:
     UnsupportedOpError
         Lists every unsupported op type with its node names.
     """
-    model, label = _read(source)
+    model, read_label = _read(source)
+    label = label or read_label
     opset = check_proto(model, label)
     for proto in list(model.graph.input) + list(model.graph.output):
         if proto.type.HasField("tensor_type") and not proto.type.tensor_type.elem_type:

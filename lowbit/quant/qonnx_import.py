@@ -315,19 +315,6 @@ def qonnx_graph(graph, lowering, *, shapes: dict, optimize_fn, label: str = "the
     return out
 
 
-def read_qonnx(source):
-    """The ModelProto of ``source`` when it is a QONNX model, else None (any read problem is left to
-    the ONNX importer to report)."""
-    try:
-        if isinstance(source, onnx.ModelProto):
-            model = source
-        elif isinstance(source, (bytes, bytearray)):
-            model = onnx.load_from_string(bytes(source))
-        else:
-            model = onnx.load(source, load_external_data=False)
-            if not is_qonnx(model):
-                return None
-            model = onnx.load(source)
-    except Exception:  # protobuf's DecodeError, OSError, ...
-        return None
+def read_qonnx(model: onnx.ModelProto):
+    """``model`` when it is a QONNX model, else None (the caller reads the file, safely, once)."""
     return model if is_qonnx(model) else None
