@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .console import render_table
 from .errors import ExecutionError, InputError
 from .graph.ir import Graph, count_params
 from .runtime.executor import Executor, fixed_batch
@@ -49,14 +50,8 @@ class Summary(list):
                  f"{r.macs:,}", r.precision, f"{r.param_bytes:,}") + ((r.note,) if notes else ()) for r in self]
         rows.append(("total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}", "",
                      f"{self.total_bytes:,}") + (("",) if notes else ()))
-        widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-        numeric = {4, 5, 7}
-        line = lambda cells: "  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
-                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-        out = [line(header), line(["-" * w for w in widths])]
-        out += [line(r) for r in rows[:-1]]
-        out += [line(["-" * w for w in widths]), line(rows[-1])]
-        return "\n".join(out)
+        align = ["right" if i in (4, 5, 7) else "left" for i in range(len(header))]
+        return render_table(header, rows, align)
 
 
 def macs_of(op_type: str, inputs: list, outputs: tuple, attrs: dict, logical_weight_shape=None) -> int:
