@@ -800,8 +800,19 @@ class Terminated(BaseException):
     """Raised in the main thread by SIGTERM, so that unfinished writes clean up as on Ctrl-C."""
 
 
+#: The signal that stopped the command, if any. A signal can land inside library code that is cleaning up
+#: (a zip file closing its member) and turn into that code's own error; the exit status still follows the signal.
+_STOPPED_BY = []
+
+
 def _on_sigterm(signum, frame):
+    _STOPPED_BY.append(signal.SIGTERM)
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    _STOPPED_BY.append(signal.SIGINT)
+    raise KeyboardInterrupt()
 
 
 @contextlib.contextmanager
@@ -830,7 +841,10 @@ def main(argv=None) -> int:
     """Run the ``lowbit`` command; return its exit status (see the module docstring)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or os.environ.get("LOWBIT_DEBUG", "") not in ("", "0")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _in_main_thread() else None
+    _STOPPED_BY.clear()
+    previous = None
+    if _in_main_thread():
+        previous = (signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, _on_sigint))
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -848,6 +862,10 @@ def main(argv=None) -> int:
         print("lowbit: error: out of memory; try a smaller --batch-size", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so in one line, the traceback only on request
+        if _STOPPED_BY:
+            interrupted = _STOPPED_BY[0] == signal.SIGINT
+            print(f"lowbit: {'interrupted' if interrupted else 'terminated'}", file=sys.stderr)
+            return 130 if interrupted else 143
         if debug:
             import traceback
 
@@ -857,7 +875,8 @@ def main(argv=None) -> int:
         return 1
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
 
 
 def _in_main_thread() -> bool:

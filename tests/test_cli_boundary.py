@@ -105,3 +105,16 @@ def test_sigterm_exits_143_and_leaves_nothing(tmp_path):
     assert b"lowbit: terminated" in err and b"Traceback" not in err
     assert not out.exists()
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_a_signal_that_lands_in_cleanup_code_still_exits_as_the_signal(monkeypatch, capsys):
+    # SIGTERM raised inside a zip member's close turns into zipfile's own ValueError on the way out.
+    def sigterm_then_cleanup_error(args):
+        try:
+            cli._on_sigterm(signal.SIGTERM, None)
+        except cli.Terminated:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.") from None
+    monkeypatch.setattr(cli, "cmd_inspect", sigterm_then_cleanup_error)
+    assert cli.main(["inspect", MODEL]) == 143
+    err = capsys.readouterr().err
+    assert "terminated" in err and "internal error" not in err
