@@ -47,6 +47,8 @@ _ORT_NO_KERNEL = "valid ONNX, but onnxruntime has no CPU kernel for this type"
 _CELU_TYPES = "Celu takes float16/bfloat16 only from opset 28; an opset <= 21 export is float32 only"
 
 EXCLUDED = {
+    "test_lstm_batchwise": "onnxruntime's CPU LSTM refuses layout=1 (batch-major); the export is checked by "
+                           "onnx.checker in the other cases and lowbit runs it (tests/test_kernels_lstm.py)",
     **{name: _NEWER_TYPES for name in (
         "test_cast_FLOAT_to_FLOAT4E2M1", "test_cast_FLOAT16_to_FLOAT4E2M1", "test_cast_FLOAT4E2M1_to_FLOAT",
         "test_cast_FLOAT4E2M1_to_FLOAT16", "test_cast_FLOAT_to_UINT2", "test_cast_FLOAT16_to_UINT2",

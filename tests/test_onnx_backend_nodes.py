@@ -38,6 +38,7 @@ TYPE_ONLY_CHANGES_AFTER_21 = frozenset({
     "Celu",   # 28 added bfloat16, float16, double (same attribute as 12)
     "ReduceLogSum", "ReduceLogSumExp", "TopK",   # 28 / 28 / 24 dropped integer types or added bfloat16
     "DepthToSpace", "OneHot",   # 28: same attributes and inputs as 13 / 11 (OneHot added bfloat16)
+    "LSTM",   # 22 added bfloat16 (same attributes and inputs as 14)
 })
 
 _POOL_3D = "3-D pooling (N, C, D, H, W): lowbit's pools are 1-D and 2-D only"

@@ -12,6 +12,7 @@ from .float import activations, conv, elementwise, gemm, normalization, pool, re
 from .float import indexing, tiling
 from .float import gelu, layer_norm, normalization_more
 from .float import conv_transpose
+from .float import lstm
 from .float import resize
 from .float import argreduce, topk
 from .float import compare, math
@@ -139,6 +140,8 @@ KERNELS = {
     # --- type plumbing (CastLike, Size)
     ("CastLike", "fp32"): type_ops.cast_like,
     ("Size", "fp32"): type_ops.size,
+    # --- recurrent layers
+    ("LSTM", "fp32"): lstm.lstm,
     # integer path (int8, int2..int7 and ternary weights): int32 accumulation, fixed-point requantization
     ("QuantizeLinear", "int8"): quantize_int8.quantize_linear,
     ("DequantizeLinear", "int8"): quantize_int8.dequantize_linear,
