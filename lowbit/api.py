@@ -14,7 +14,7 @@ from .quant.qdq_import import QDQ_OPS, is_qdq, lower_qdq
 from .quant.qonnx_import import lower_qonnx, qonnx_graph, read_qonnx
 from .quant.quantize import sample_shapes
 from .errors import ModelLoadError, ModelSaveError
-from .runtime.executor import Executor, evaluate
+from .runtime.executor import evaluate
 
 
 def load(source, *, optimize_graph: bool = True) -> Model:
@@ -80,13 +80,13 @@ def _check_source(source) -> None:
 def _load_container(label) -> Model:
     """A ``.lowbit`` file, checked down to its kernels: every node must find a kernel for its
     precision and every stored constant must decode, before the model is handed out."""
-    graph = container.load_graph(label)
+    model = Model(container.load_graph(label), source=label)
     try:
-        Executor(graph)
+        model._executor(None, None)   # built (and kept) now: the first run with default settings reuses it
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         message = str(exc.args[0]) if exc.args else type(exc).__name__
         raise ModelLoadError(f"{label}: {message.splitlines()[0] if message else type(exc).__name__}") from None
-    return Model(graph, source=label)
+    return model
 
 
 def _load_qdq(graph, label) -> Model:

@@ -52,9 +52,7 @@ def test_complex_initializer_is_refused_not_truncated():
 def test_a_tensor_without_producer_is_refused_at_load():
     model = _model([helper.make_node("Add", ["x", "ghost"], ["y"])], [_x()], [_y()])
     model.graph.node[0].name = "adder"
-    # onnx.checker catches it first; either way one line names the tensor.
-    message = _refused(model, "ghost")
-    assert "ghost" in message
+    _refused(model, "ghost")
 
 
 def test_a_cycle_is_refused():
@@ -108,8 +106,6 @@ def test_expand_that_would_allocate_gigabytes_is_refused():
     shape = numpy_helper.from_array(np.array([50000, 50000], np.int64), "shape")
     model = _model([helper.make_node("Expand", ["one", "shape"], ["big"]),
                     helper.make_node("Add", ["x", "big"], ["y"])], [_x((1, 1))], [_y()], [one, shape])
-    if ("Expand", "fp32") not in lowbit.kernels.registry.KERNELS:
-        pytest.skip("Expand is not registered")
     _refused(model, "would fold to 2,500,000,000 elements")
 
 

@@ -28,8 +28,7 @@ from ..errors import ModelLoadError, UnsupportedOpError
 from ..files import read_regular_file
 from .external_data import load_external_data
 from .ir import Graph, Node, ValueInfo
-from .validate import MAX_OPSET, MIN_OPSET, check_graph, check_proto, check_types
-ONNX_DOMAINS = ("", "ai.onnx")
+from .validate import ONNX_DOMAINS, check_graph, check_proto, check_types
 
 
 def read_model_proto(source) -> onnx.ModelProto:
@@ -64,13 +63,6 @@ def _read(source):
         raise ModelLoadError(f"{label} is not an ONNX model (no graph nodes or opset found); expected an .onnx protobuf file")
     load_external_data(model, folder, label)
     return model, label
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    for entry in model.opset_import:
-        if entry.domain in ONNX_DOMAINS:
-            return int(entry.version)
-    raise ModelLoadError("the model imports no default ONNX opset; expected ai.onnx opset 7 to 21")
 
 
 def numpy_dtype(elem_type: int):
